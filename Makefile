@@ -1,0 +1,34 @@
+# The two commands README.md promises: `make demo` (the main job) and `make test` (everything).
+# Both create the virtual environment on first use and reuse it afterwards.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stampflow-installed
+
+.PHONY: demo test lint format kafka-jars clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+kafka-jars:
+	deploy/kafka/kafka.sh fetch
+
+demo: $(STAMP)
+	$(VENV)/bin/stampflow demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) kafka-jars lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""The one interface every serve-time classifier implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from stampflow.schemas.alert import Alert
+from stampflow.schemas.annotation import Annotation
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A model the daemon runs on micro-batches.
+
+    ``classify`` receives only the alerts for which ``applies_to`` is true and returns one
+    ``Annotation`` per alert, in order. It raises ``stampflow.schemas.errors.PacketError``
+    for an alert whose input is unusable only when it cannot skip that one alert; the
+    pipeline then retries the batch alert by alert and dead-letters the failing ones.
+    """
+
+    name: str
+    version: str
+    sha256: str  # checksum of the model bundle, exported as model info
+
+    def applies_to(self, alert: Alert) -> bool: ...
+
+    def classify(self, alerts: Sequence[Alert]) -> list[Annotation]: ...

@@ -1,0 +1,3 @@
+from stampflow.stream.cli import main
+
+raise SystemExit(main())
