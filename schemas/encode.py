@@ -1,0 +1,219 @@
+"""Annotated alerts to output bytes: Avro containers any Avro reader can read.
+
+Full output is the input's writer schema plus a ``stampflow`` field appended last; the
+output schema is derived once per distinct writer schema (cached) and repaired where the
+input schema breaks the Avro spec in ways strict readers refuse (invalid union defaults).
+Because an Avro record is the concatenation of its fields and the repair leaves the encoding
+unchanged, the output record is the input record's bytes as they came (``Alert.record_bytes``)
+plus the encoded ``stampflow`` field: no re-encoding of the ~40 KB alert, and the published
+alert is exactly what the survey sent (edits to ``Alert.record`` are not published). Slim
+output is ``slim.avsc``.
+
+Errors: PacketError ``schema_conflict`` (the writer schema already defines stampflow's
+named types) and ``encode_failed`` (an annotation value Avro cannot hold).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import fastavro
+from stampflow.schemas.alert import Alert
+from stampflow.schemas.annotation import Annotation
+from stampflow.schemas.avsc import slim_schema, stampflow_info_schema
+from stampflow.schemas.container import encode_long, header_prefix, new_sync
+from stampflow.schemas.errors import PacketError
+from stampflow.schemas.schema_repair import defined_names, repair_defaults
+from stampflow.schemas.writer_schema import CACHE_SIZE, WriterSchema, full_name
+
+MODES = ("full", "slim")
+STAMPFLOW_FIELD = "stampflow"
+UNION_BRANCH_1 = encode_long(1)  # the stampflow field is ["null", StampflowInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    schema: dict[str, Any]
+    parsed: Any
+    header_prefix: bytes  # the container header without its trailing sync marker
+    splice: bool  # output record = input record bytes + stampflow field (see module doc)
+
+
+def _installed_version() -> str:
+    try:
+        return version("stampflow")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+class OutputEncoder:
+    """Encodes annotated alerts; caches one output schema per input writer schema."""
+
+    def __init__(self, stampflow_version: str | None = None) -> None:
+        self.stampflow_version = stampflow_version or _installed_version()
+        # Keyed by the (cached, shared) WriterSchema object; bounded like the schema cache.
+        self._full = lru_cache(maxsize=CACHE_SIZE)(_full_output)
+        self._slim = _prepare(slim_schema(), splice=False)
+        self._info = fastavro.parse_schema(stampflow_info_schema())
+
+    def schema_for(self, alert: Alert, mode: str) -> dict[str, Any]:
+        """The output schema (JSON dict) an alert is written with in ``mode``."""
+        return self._output(alert, mode).schema
+
+    def record(
+        self,
+        alert: Alert,
+        annotations: Sequence[Annotation],
+        *,
+        mode: str,
+        processing_time_ms: float,
+    ) -> dict[str, Any]:
+        """The output record as a dict (``encode_many`` writes such records far faster)."""
+        _check_mode(mode)
+        info = {
+            "stampflowVersion": self.stampflow_version,
+            "processingTimeMs": float(processing_time_ms),
+            "annotations": [_annotation(item) for item in annotations],
+        }
+        if mode == "full":
+            return {**alert.record, STAMPFLOW_FIELD: info}
+        return {
+            "objectId": alert.object_id,
+            "candid": alert.candid,
+            "ra": alert.ra,
+            "dec": alert.dec,
+            "jd": alert.jd,
+            "fid": alert.fid,
+            STAMPFLOW_FIELD: info,
+        }
+
+    def encode(
+        self,
+        alert: Alert,
+        annotations: Sequence[Annotation],
+        *,
+        mode: str = "full",
+        processing_time_ms: float,
+    ) -> bytes:
+        """One Avro object container holding the output schema and one record."""
+        return self.encode_many(
+            [(alert, annotations)], mode=mode, processing_time_ms=processing_time_ms
+        )
+
+    def encode_many(
+        self,
+        items: Sequence[tuple[Alert, Sequence[Annotation]]],
+        *,
+        mode: str = "full",
+        processing_time_ms: float,
+    ) -> bytes:
+        """One container holding one record per (alert, annotations), all in one block.
+
+        Every alert must share the output schema (``schema_for``): in full mode, the same
+        input writer schema; file sinks group alerts by ``schema_for(...)`` identity.
+        """
+        if not items:
+            raise ValueError("encode_many needs at least one alert")
+        output = self._output(items[0][0], mode)
+        body = io.BytesIO()
+        for alert, alert_annotations in items:
+            if self._output(alert, mode) is not output:
+                raise ValueError("alerts with different output schemas cannot share a container")
+            self._write_record(body, output, alert, alert_annotations, mode, processing_time_ms)
+        data = body.getvalue()
+        sync = new_sync()
+        return b"".join(
+            (
+                output.header_prefix,
+                sync,
+                encode_long(len(items)),
+                encode_long(len(data)),
+                data,
+                sync,
+            )
+        )
+
+    def _write_record(
+        self,
+        body: io.BytesIO,
+        output: _Output,
+        alert: Alert,
+        annotations: Sequence[Annotation],
+        mode: str,
+        processing_time_ms: float,
+    ) -> None:
+        record = self.record(alert, annotations, mode=mode, processing_time_ms=processing_time_ms)
+        try:
+            if output.splice and alert.record_bytes is not None:
+                body.write(alert.record_bytes)
+                body.write(UNION_BRANCH_1)
+                fastavro.schemaless_writer(body, self._info, record[STAMPFLOW_FIELD])
+            else:
+                fastavro.schemaless_writer(body, output.parsed, record)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise PacketError(
+                "encode_failed", f"alert {alert.object_id}/{alert.candid} does not encode: {exc}"
+            ) from exc
+
+    def _output(self, alert: Alert, mode: str) -> _Output:
+        _check_mode(mode)
+        if mode == "slim":
+            return self._slim
+        return self._full(alert.writer_schema)
+
+
+def _full_output(writer_schema: WriterSchema) -> _Output:
+    writer = writer_schema.schema
+    # A writer that already has the field (our own output, re-annotated) is re-encoded.
+    splice = all(f.get("name") != STAMPFLOW_FIELD for f in writer["fields"])
+    return _prepare(_full_schema(writer), splice=splice)
+
+
+def _full_schema(writer: dict[str, Any]) -> dict[str, Any]:
+    schema = json.loads(json.dumps(writer))  # a private deep copy
+    # Re-annotating our own output replaces the old block instead of adding a second one.
+    schema["fields"] = [f for f in schema["fields"] if f.get("name") != STAMPFLOW_FIELD]
+    info = stampflow_info_schema()
+    clash = defined_names(schema) & defined_names(info)
+    if clash:
+        raise PacketError(
+            "schema_conflict",
+            f"writer schema {full_name(writer)!r} already defines {sorted(clash)}",
+        )
+    repair_defaults(schema)
+    schema["fields"].append(
+        {
+            "name": STAMPFLOW_FIELD,
+            "type": ["null", info],
+            "default": None,
+            "doc": "stampflow's annotations (see stampflow's annotation.avsc)",
+        }
+    )
+    return schema
+
+
+def _prepare(schema: dict[str, Any], *, splice: bool) -> _Output:
+    header = header_prefix(json.dumps(schema, separators=(",", ":")).encode())
+    return _Output(schema, fastavro.parse_schema(schema), header, splice)
+
+
+def _annotation(item: Annotation) -> dict[str, Any]:
+    return {
+        "classifier": item.classifier,
+        "modelVersion": item.model_version,
+        "label": item.label,
+        "probabilities": {str(k): float(v) for k, v in item.probabilities.items()},
+        "uncertainty": float(item.uncertainty),
+        "ambiguous": bool(item.ambiguous),
+    }
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
