@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stampflow-installed
 
-.PHONY: demo test lint format kafka-jars clean
+.PHONY: demo test lint format kafka-jars tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 kafka-jars:
 	deploy/kafka/kafka.sh fetch
+
+# promtool, the Prometheus server and a manifest renderer for the deployment tests
+tools:
+	deploy/install-tools.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/stampflow demo
@@ -27,7 +31,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) kafka-jars lint
+test: $(STAMP) kafka-jars tools lint
 	$(VENV)/bin/pytest
 
 clean:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# Test modules import the broker helper as `kafka_broker` (the tests folder is no package).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kafka_broker import (  # noqa: E402
+    KafkaUnavailable,
+    LocalKafka,
+    create_topic,
+    delete_topics,
+    unique_topic,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ALERTS = REPO.parent / "shared" / "alerts"
@@ -16,3 +30,84 @@ def shared_alerts() -> Path:
     if not (SHARED_ALERTS / "ztf").is_dir():
         pytest.skip(f"real alert packets not found at {SHARED_ALERTS} (../shared/alerts)")
     return SHARED_ALERTS
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # no client library, no socket, no daemon: all mean "no engine"
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real Apache Kafka broker shared by the whole test session.
+
+    In order: ``KAFKA_BOOTSTRAP`` when set; a testcontainers Kafka where a Docker engine
+    answers; otherwise the local KRaft broker from ``deploy/kafka`` (stopped at session end).
+    Never skips: without jars it fails, telling to run ``make kafka-jars``.
+    """
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    if _docker_engine_answers():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except KafkaUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def restartable_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A private local broker, already started, that a test may stop (or kill) and start again.
+
+    Its ports and data directory stay the same across restarts. Stopped after the test.
+    """
+    broker = LocalKafka(tmp_path / "kafka")
+    try:
+        broker.start()
+    except KafkaUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str):
+    """An AdminClient connected to the session broker."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """``make_topic(prefix, partitions=1) -> name``: a fresh topic on the session broker.
+
+    Names get a random suffix so tests never see each other's data; the topics are deleted
+    after the test.
+    """
+    created: list[str] = []
+
+    def make(prefix: str, partitions: int = 1) -> str:
+        name = create_topic(kafka_bootstrap, unique_topic(prefix), partitions)
+        created.append(name)
+        return name
+
+    yield make
+    delete_topics(kafka_bootstrap, created)
