@@ -1,0 +1,138 @@
+"""One worker: wires config to source, classifiers, sinks and metrics, and runs the loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+from stampflow.classifiers.base import Classifier
+from stampflow.classifiers.registry import load_classifier
+from stampflow.stream.archive_source import ArchiveSource, check_archive
+from stampflow.stream.checkpoint import CheckpointLoop, RunTotals
+from stampflow.stream.config import DaemonConfig
+from stampflow.stream.dead_letters import DeadLetterSink, DirectoryDeadLetters, KafkaDeadLetters
+from stampflow.stream.health import HealthServer, Heartbeat
+from stampflow.stream.kafka_producer import AckingProducer, producer_properties
+from stampflow.stream.kafka_source import KafkaSource
+from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
+from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
+from stampflow.stream.source import Source
+
+log = logging.getLogger(__name__)
+
+# Past the drain timeout, a worker stuck inside a C call is ended hard: the commit order
+# makes that safe (uncommitted work is delivered again).
+HARD_EXIT_GRACE_S = 10.0
+HARD_EXIT_CODE = 3
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    totals: RunTotals
+    output: str  # the output topic or directory
+    dead_letters: str
+    classifiers: tuple[str, ...]
+
+
+def load_classifiers(config: DaemonConfig) -> list[Classifier]:
+    return [
+        load_classifier(spec.name, Path(spec.model_dir) if spec.model_dir else None)
+        for spec in config.classifiers
+    ]
+
+
+def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult:
+    """Run one worker until its source ends (archive) or SIGTERM/SIGINT (Kafka)."""
+    registry = serving_registry() if not multiprocess_enabled() else CollectorRegistry()
+    metrics = DaemonMetrics(registry)
+    heartbeat = Heartbeat()
+    server = None
+    if serve_http and config.metrics.port is not None:
+        server = HealthServer(
+            registry,
+            healthy=heartbeat.healthy,
+            ready=heartbeat.ready,
+            host=config.metrics.host,
+            port=config.metrics.port,
+        ).start()
+        log.info("metrics and probes on port %d", server.port)
+
+    classifiers = load_classifiers(config)
+    metrics.set_models((c.name, c.version, c.sha256) for c in classifiers)
+    if not classifiers:
+        log.info("no classifiers configured: alerts pass through with empty annotations")
+
+    source: Source
+    sink: Sink
+    dead_letters: DeadLetterSink
+    producer = None
+    if config.kafka_mode:
+        producer = AckingProducer(producer_properties(config), config.backpressure.max_in_flight)
+        sink = KafkaSink(producer, config.output.topic, mode=config.output.mode, metrics=metrics)
+        dead_letters = KafkaDeadLetters(producer, config.dead_letter.topic, metrics)
+        source = KafkaSource(config, metrics)
+    else:
+        check_archive(config.input.archive or "")
+        sink = AvroFileSink(config.output.dir, mode=config.output.mode, metrics=metrics)
+        dead_letters = DirectoryDeadLetters(config.dead_letter.dir, metrics)
+        source = ArchiveSource(config.input.archive or "")
+
+    loop = CheckpointLoop(
+        source=source,
+        sink=sink,
+        dead_letters=dead_letters,
+        classifiers=classifiers,
+        metrics=metrics,
+        heartbeat=heartbeat,
+        max_batch=config.batching.max_batch,
+        max_wait_ms=config.batching.max_wait_ms,
+        drain_timeout_s=config.shutdown.drain_timeout_s,
+    )
+    restore = _install_signal_handlers(loop, config.shutdown.drain_timeout_s)
+    try:
+        totals = loop.run()
+    finally:
+        source.close()  # leaves the consumer group (one last, empty, revocation)
+        sink.close()
+        dead_letters.close()
+        if producer is not None:
+            left = producer.close(config.shutdown.drain_timeout_s)
+            if left:
+                log.warning("%d messages undelivered at exit (their input is uncommitted)", left)
+        if server is not None:
+            server.close()
+        restore()
+    output = config.output.topic if config.kafka_mode else config.output.dir
+    dead = config.dead_letter.topic if config.kafka_mode else config.dead_letter.dir
+    return WorkerResult(totals, output, dead, tuple(c.name for c in classifiers))
+
+
+def _install_signal_handlers(loop: CheckpointLoop, drain_timeout_s: float) -> Callable[[], None]:
+    """SIGTERM/SIGINT: drain and stop; a watchdog ends the process if draining hangs."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals can only be handled in the main thread (tests)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch in hand, then leaving", signum)
+        if not loop.stopping:
+            watchdog = threading.Timer(
+                drain_timeout_s + HARD_EXIT_GRACE_S, os._exit, args=(HARD_EXIT_CODE,)
+            )
+            watchdog.daemon = True
+            watchdog.start()
+        loop.request_stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

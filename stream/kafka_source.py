@@ -1,0 +1,206 @@
+"""``KafkaSource``: one consumer-group member with manual offset storage and commits.
+
+Auto-commit and auto offset store are off: offsets move only when the checkpoint loop calls
+``commit`` after every output of a batch was acknowledged. Rebalance callbacks run inside
+``poll``; on revocation the source first lets the loop finish the batch in hand (the revoke
+hook), so the partitions leave with their work committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from stampflow.stream.config import DaemonConfig, redact
+from stampflow.stream.messages import SourceMessage
+from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled
+from stampflow.stream.source import RevokeHook
+
+log = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 5.0
+COMMIT_ATTEMPTS = 5
+
+
+def consumer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
+    """librdkafka consumer settings: ours first, then the user's pass-through properties."""
+    props: dict[str, str | int | bool] = {
+        "bootstrap.servers": config.input.bootstrap or "",
+        "group.id": config.input.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": config.backpressure.prefetch_kbytes,
+        # One fetch should not overshoot the prefetch bound by much; librdkafka insists on
+        # at least message.max.bytes (1 MB by default, about 20 packets).
+        "fetch.max.bytes": max(
+            1_000_000, min(52_428_800, config.backpressure.prefetch_kbytes * 1024)
+        ),
+    }
+    props.update(config.kafka)
+    return props
+
+
+class KafkaSource:
+    def __init__(self, config: DaemonConfig, metrics: DaemonMetrics) -> None:
+        self._metrics = metrics
+        props = consumer_properties(config)
+        props["error_cb"] = _log_kafka_error  # type: ignore[assignment]
+        log.info(
+            "consumer settings: %s", redact({k: v for k, v in props.items() if k != "error_cb"})
+        )
+        self._consumer = Consumer(props)
+        self._assigned: set[tuple[str, int]] = set()
+        self._revoke_hook: RevokeHook | None = None
+        self._lag_due = 0.0
+        self._consumer.subscribe(
+            list(config.input.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    # -- the Source protocol -------------------------------------------------------------
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[SourceMessage]:
+        out: list[SourceMessage] = []
+        for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
+            error = msg.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", error)
+                continue
+            kind, stamp = msg.timestamp()
+            out.append(
+                SourceMessage(
+                    value=msg.value() or b"",
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                    timestamp_ms=stamp if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+                    key=msg.key(),
+                )
+            )
+        self._maybe_refresh_lag()
+        return out
+
+    def commit(self, messages: Sequence[SourceMessage]) -> None:
+        """Store then commit, per partition, the highest offset + 1 of ``messages``."""
+        offsets = [
+            TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in _highest_offsets(messages).items()
+            if (topic, partition) in self._assigned
+        ]
+        if not offsets:
+            return  # partitions already gone: their new owner redoes the work
+        self._consumer.store_offsets(offsets=offsets)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                self._consumer.commit(asynchronous=False)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() == KafkaError._NO_OFFSET:
+                    return
+                if attempt == COMMIT_ATTEMPTS or not error.retriable():
+                    # Outputs are acknowledged; a lost commit costs duplicates, never data.
+                    log.warning("commit failed (the batch may be delivered again): %s", error)
+                    return
+                time.sleep(0.2 * attempt)
+
+    def rewind(self, messages: Sequence[SourceMessage]) -> None:
+        lowest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic, m.partition)
+            lowest[key] = min(lowest.get(key, m.offset), m.offset)
+        for (topic, partition), offset in lowest.items():
+            if (topic, partition) in self._assigned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._assigned)
+
+    def set_revoke_hook(self, hook: RevokeHook) -> None:
+        self._revoke_hook = hook
+
+    def close(self) -> None:
+        """Leave the group (this triggers a last revocation, with nothing left in hand)."""
+        self._consumer.close()
+
+    # -- rebalances and lag ---------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((p.topic, p.partition) for p in partitions)
+        self._metrics.assigned_partitions.set(len(self._assigned))
+        self._lag_due = 0.0
+        log.info("assigned %s", _names(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoking %s: finishing the batch in hand first", _names(partitions))
+        if self._revoke_hook is not None:
+            self._revoke_hook()
+        self._forget(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost (not revoked): commits would fail; the new owner redoes uncommitted work.
+        log.warning("lost %s", _names(partitions))
+        self._forget(partitions)
+        if self._revoke_hook is not None:
+            self._revoke_hook()
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._assigned.discard((p.topic, p.partition))
+            if multiprocess_enabled():
+                continue  # no label removal there; the new owner's value is the most recent
+            with contextlib.suppress(KeyError):  # no lag reported yet for this one
+                self._metrics.consumer_lag.remove(p.topic, str(p.partition))
+        self._metrics.assigned_partitions.set(len(self._assigned))
+
+    def _maybe_refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._lag_due or not self._assigned:
+            return
+        self._lag_due = now + LAG_REFRESH_S
+        partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        try:
+            positions = self._consumer.position(partitions)
+            for tp in positions:
+                # Cached: the high watermark arrives with every fetch response; asking the
+                # broker would queue behind the long-polling fetch on the same connection.
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), cached=True
+                )
+                if tp.offset == OFFSET_INVALID or tp.offset < 0 or high < 0:
+                    continue  # nothing consumed or fetched yet on this partition
+                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - tp.offset)
+                )
+        except KafkaException as exc:
+            log.debug("lag refresh skipped: %s", exc)
+
+
+def _highest_offsets(messages: Sequence[SourceMessage]) -> Mapping[tuple[str, int], int]:
+    highest: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        highest[key] = max(highest.get(key, m.offset), m.offset)
+    return highest
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"
+
+
+def _log_kafka_error(error: KafkaError) -> None:
+    log.warning("kafka: %s", error)

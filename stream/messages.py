@@ -1,0 +1,58 @@
+"""The values that travel between the daemon's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stampflow.schemas.alert import Alert
+from stampflow.schemas.annotation import Annotation
+
+STAGES = ("decode", "classify", "encode", "produce")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One input packet with the coordinates needed to commit it and to find it again.
+
+    ``timestamp_ms`` is the Kafka message timestamp (None in archive mode); ``topic`` is the
+    archive's path in archive mode, ``offset`` the packet's index there.
+    """
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAlert:
+    """An alert decoded from ``message`` (a container packet may hold several)."""
+
+    message: SourceMessage
+    alert: Alert
+    decode_s: float  # this packet's share of decode time, for ``processing_time_ms``
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotatedAlert:
+    message: SourceMessage
+    alert: Alert
+    annotations: tuple[Annotation, ...]
+    processing_time_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A packet the daemon could not process, kept byte for byte with why and where."""
+
+    message: SourceMessage
+    stage: str
+    reason: str
+    error: str
+    field: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")

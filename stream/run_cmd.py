@@ -1,0 +1,101 @@
+"""``stampflow run``: the classification daemon.
+
+With ``input.bootstrap`` (or ``--bootstrap``) it is a Kafka consumer-group member that runs
+until SIGTERM/SIGINT; without, it reads an archive (``--archive``) into Avro files and
+prints a summary. Flags override the config file, which environment variables override
+(see ``stream/config.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from confluent_kafka import KafkaException
+from stampflow.stream.archive_source import ArchiveError
+from stampflow.stream.config import ConfigError, DaemonConfig, load_config
+from stampflow.stream.summary import format_summary
+
+log = logging.getLogger("stampflow")
+
+# flag dest -> dotted config key
+_FLAG_KEYS = {
+    "bootstrap": "input.bootstrap",
+    "topics": "input.topics",
+    "group_id": "input.group_id",
+    "archive": "input.archive",
+    "output_topic": "output.topic",
+    "output_dir": "output.dir",
+    "mode": "output.mode",
+    "compression": "output.compression",
+    "dead_letter_topic": "dead_letter.topic",
+    "dead_letter_dir": "dead_letter.dir",
+    "max_batch": "batching.max_batch",
+    "max_wait_ms": "batching.max_wait_ms",
+    "classifiers": "classifiers",
+    "metrics_port": "metrics.port",
+    "drain_timeout": "shutdown.drain_timeout_s",
+    "workers": "workers",
+    "max_in_flight": "backpressure.max_in_flight",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (see stream/config.py)")
+    src = parser.add_argument_group("input")
+    src.add_argument("--bootstrap", help="Kafka bootstrap servers (Kafka mode)")
+    src.add_argument("--topics", help="input topics, comma separated")
+    src.add_argument("--group-id", help="consumer group id")
+    src.add_argument("--archive", help="archive mode: a directory, glob or nightly .tar.gz")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-topic")
+    out.add_argument("--output-dir", help="archive mode: where Avro output files go")
+    out.add_argument("--mode", choices=("full", "slim"))
+    out.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"))
+    out.add_argument("--dead-letter-topic")
+    out.add_argument("--dead-letter-dir")
+    tune = parser.add_argument_group("tuning")
+    tune.add_argument("--max-batch", type=int)
+    tune.add_argument("--max-wait-ms", type=int)
+    tune.add_argument(
+        "--classifiers",
+        help="comma-separated classifier names; an empty string runs none (pass-through)",
+    )
+    tune.add_argument("--metrics-port", type=int, help="port for /metrics /healthz /readyz")
+    tune.add_argument("--drain-timeout", type=float, help="seconds allowed to drain on shutdown")
+    tune.add_argument("--workers", type=int, help="consumer processes in the group (Kafka)")
+    tune.add_argument("--max-in-flight", type=int, help="unacknowledged outputs at most")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    overrides = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items()}
+    return load_config(args.config, overrides=overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"stampflow run: {exc}", file=sys.stderr)
+        return 2
+    log.info("config: %r", config)
+    if config.workers > 1:
+        from stampflow.stream.workers import run_workers
+
+        return run_workers(config)
+
+    from stampflow.stream.daemon import run_worker
+
+    try:
+        result = run_worker(config)
+    except (ArchiveError, ConfigError, ValueError, OSError, KafkaException) as exc:
+        print(f"stampflow run: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    return 0

@@ -1,0 +1,205 @@
+"""Helpers for the daemon's tests: synthetic packets, a daemon subprocess, topic readers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastavro
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+from stampflow.training.synth import synthesise
+
+STAMPFLOW = str(Path(sys.executable).parent / "stampflow")
+
+
+def good_packets(n: int, seed: int = 7) -> list[bytes]:
+    """``n`` valid synthetic packets (no broken ones)."""
+    return [
+        packet for _name, packet, _row in synthesise(n, seed, broken_fraction=0.0, progress=False)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def produce(
+    bootstrap: str, topic: str, values: list[bytes], partitions: int
+) -> list[tuple[int, int]]:
+    """Publish ``values`` round-robin over ``partitions``; returns (partition, offset) of each."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    coords: list[tuple[int, int] | None] = [None] * len(values)
+
+    def ack(index: int):
+        def delivered(error, message) -> None:
+            assert error is None, error
+            coords[index] = (message.partition(), message.offset())
+
+        return delivered
+
+    for i, value in enumerate(values):
+        producer.produce(topic, value, partition=i % partitions, on_delivery=ack(i))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return [c for c in coords if c is not None]
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    value: bytes
+    headers: dict[str, bytes]
+    key: bytes | None = None
+
+    @property
+    def source(self) -> tuple[int, int]:
+        """(partition, offset) of the input packet this output came from."""
+        return int(self.headers["stampflow.source.partition"]), int(
+            self.headers["stampflow.source.offset"]
+        )
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list[Record]:
+    """Every record of ``topic`` from the start, waiting until at least ``expect`` arrived."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{os.getpid()}-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_until = None
+    while time.monotonic() < deadline:
+        batch = consumer.consume(500, timeout=0.5)
+        for m in batch:
+            if m.error() is None:
+                headers = {k: v for k, v in (m.headers() or [])}
+                records.append(
+                    Record(m.partition(), m.offset(), m.value() or b"", headers, m.key())
+                )
+        if len(records) >= expect:
+            # Linger a moment: duplicates may still be arriving.
+            quiet_until = quiet_until or time.monotonic() + 1.0
+            if time.monotonic() > quiet_until:
+                break
+    consumer.close()
+    return records
+
+
+def decode_output(value: bytes) -> list[dict]:
+    """Output records with a plain fastavro reader (no stampflow code)."""
+    return list(fastavro.reader(io.BytesIO(value)))
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    consumer.close()
+    return {tp.partition: tp.offset for tp in offsets}
+
+
+class Daemon:
+    """``stampflow run`` as a real subprocess, so SIGKILL and SIGTERM are real."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topics: str,
+        output: str,
+        dead: str,
+        group: str,
+        extra: tuple[str, ...] = (),
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.args = [
+            STAMPFLOW,
+            "run",
+            f"--bootstrap={bootstrap}",
+            f"--topics={topics}",
+            f"--output-topic={output}",
+            f"--dead-letter-topic={dead}",
+            f"--group-id={group}",
+            "--classifiers=",
+            f"--metrics-port={self.port}",
+            "--drain-timeout=20",
+            *extra,
+        ]
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Daemon:
+        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            if http_status(self.port, "/readyz") == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"daemon not ready in {timeout_s} s\n{self.log_tail()}")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text.decode())
+            for s in family.samples
+        }
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+    def ensure_stopped(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+    def log_tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")[-4000:]
+        return ""
+
+
+def http_status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -1,0 +1,44 @@
+"""One HTTP port: /metrics in Prometheus text, /healthz and /readyz as probes."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from stampflow.stream.health import HealthServer, Heartbeat
+from stampflow.stream.metrics import DaemonMetrics, serving_registry
+from stream_helpers import http_status
+
+
+def test_probes_and_metrics() -> None:
+    registry = serving_registry()
+    metrics = DaemonMetrics(registry)
+    metrics.consumed.labels("alerts").inc(3)
+    metrics.set_models([("blend", "1.0", "ab" * 32)])
+    heartbeat = Heartbeat(stall_s=60)
+    server = HealthServer(
+        registry, healthy=heartbeat.healthy, ready=heartbeat.ready, host="127.0.0.1", port=0
+    ).start()
+    try:
+        assert http_status(server.port, "/healthz") == 200
+        assert http_status(server.port, "/readyz") == 503
+        heartbeat.set_ready(True)
+        assert http_status(server.port, "/readyz") == 200
+        assert http_status(server.port, "/nope") == 404
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert samples[("stampflow_alerts_consumed_total", (("topic", "alerts"),))] == 3
+        info = (("classifier", "blend"), ("sha256", "ab" * 32), ("version", "1.0"))
+        assert samples[("stampflow_model_info", info)] == 1
+        assert any(name.startswith("process_") for name, _ in samples)
+    finally:
+        server.close()
+
+
+def test_a_stalled_loop_is_unhealthy() -> None:
+    heartbeat = Heartbeat(stall_s=0.0)
+    assert not heartbeat.healthy()

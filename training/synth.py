@@ -1,0 +1,278 @@
+"""``stampflow synth``: an archive of synthetic ZTF-style alert packets, with a truth table.
+
+The real packets in ``../shared/alerts`` are not on a user's machine, so the demo and the
+benchmarks stream these instead. Each packet is written with the codec's own input schema
+(``schemas/alert.avsc``, ZTF 4.02 field names) and carries science, template and difference
+stamps of one simulated point source on a noisy 63x63 background; a share of the packets is
+deliberately broken in several ways (``BROKEN_KINDS``) so the dead-letter path is exercised.
+
+``ztf_cutouts`` is the one place ZTF stamps are made: the blend simulator replaces it to
+draw blended sources; ``multiband_records`` adds the morphology simulator's JWST cutouts
+(``cutoutMultiband``) to a share of the packets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stampflow.schemas.container import read_header, read_long
+from stampflow.schemas.packets import minimal_candidate, write_alert_packet
+from stampflow.schemas.stamps import encode_stamp
+from tqdm import tqdm
+
+STAMP_SIZE = 63
+PIXEL_SCALE = 1.01  # arcsec/pixel (ZTF)
+ZERO_POINT = 26.3  # a typical ZTF magzpsci
+FIRST_JD = 2460500.65
+CANDID_BASE = 2_900_000_000_000_000_000
+TRUTH_NAME = "truth.jsonl"
+# How a broken packet is broken, and the dead-letter reason the daemon should give it.
+BROKEN_KINDS = {
+    "truncated": "truncated",  # the packet cut in half
+    "garbage": "no_container_header",  # random bytes
+    "empty": "empty",  # a zero-byte message
+    "bare_record": "no_container_header",  # the record without its container header
+    "bad_stamp": "bad_stamp",  # the stamps are not gzip FITS (found when classifying)
+}
+
+Cutouts = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]
+
+
+def ztf_cutouts(rng: np.random.Generator, n: int) -> Cutouts:
+    """``n`` (science, template, difference) stamps of single variable stars, with their truth.
+
+    A Gaussian PSF (seeing 1.5-3" FWHM) near the stamp centre on sky with Poisson-like
+    noise. The template is a deeper, quieter image of the star at its reference brightness;
+    the science image shows it brighter or fainter by up to a magnitude, so the difference
+    stamp holds the change. A few stamps are cut at a CCD edge or carry NaN pixels, as real
+    ones do. ``mag`` in the truth is the science image's magnitude.
+    """
+    science, template, difference, truth = [], [], [], []
+    yy, xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE].astype(np.float32)
+    for _ in range(n):
+        fwhm_arcsec = float(rng.uniform(1.5, 3.0))
+        sigma = fwhm_arcsec / PIXEL_SCALE / 2.3548
+        x0, y0 = 31 + rng.normal(0, 0.5, size=2)
+        ref_mag = float(rng.uniform(16.0, 20.5))
+        mag = ref_mag + float(rng.uniform(-1.0, 1.0))
+        ref_flux, flux = (10 ** (-0.4 * (m - ZERO_POINT)) for m in (ref_mag, mag))
+        sky = float(rng.uniform(80, 200))
+        psf = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+        ref = sky + ref_flux * psf + rng.normal(0, np.sqrt(sky + ref_flux * psf) / 4)
+        sci = sky + flux * psf + rng.normal(0, np.sqrt(sky + flux * psf))
+        ref, sci = ref.astype(np.float32), sci.astype(np.float32)
+        edge = int(rng.integers(41, 60)) if rng.random() < 0.05 else STAMP_SIZE
+        if rng.random() < 0.05:
+            sci[rng.integers(0, STAMP_SIZE), :] = np.nan  # a bad column/row, as in real stamps
+        sci, ref = sci[:, :edge], ref[:, :edge]
+        science.append(sci)
+        template.append(ref)
+        difference.append(sci - ref)
+        truth.append(
+            {
+                "n_sources": 1,
+                "x": float(x0),
+                "y": float(y0),
+                "fwhm_arcsec": fwhm_arcsec,
+                "mag": mag,
+                "ref_mag": ref_mag,
+                "shape": [STAMP_SIZE, edge],
+            }
+        )
+    return science, template, difference, truth
+
+
+def alert_record(
+    index: int,
+    rng: np.random.Generator,
+    stamps: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mag: float,
+    *,
+    multiband: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One alert record in the input schema; ``multiband`` fills ``cutoutMultiband``."""
+    candid = CANDID_BASE + index
+    letters = "".join(chr(ord("a") + int(c)) for c in rng.integers(0, 26, size=7))
+    ra, dec = float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-0.5, 1.0))))
+    candidate = minimal_candidate(
+        jd=FIRST_JD + index * 1e-5,
+        fid=int(rng.integers(1, 3)),
+        candid=candid,
+        ra=ra,
+        dec=dec,
+        magpsf=mag,
+        sigmapsf=float(rng.uniform(0.02, 0.2)),
+        ranr=ra,
+        decnr=dec,
+    )
+    names = ("Science", "Template", "Difference")
+    return {
+        "objectId": f"ZTF24{letters}",
+        "candid": candid,
+        "candidate": candidate,
+        **{
+            f"cutout{name}": {
+                "fileName": f"candid{candid}_{name.lower()}.fits.gz",
+                "stampData": encode_stamp(s),
+            }
+            for name, s in zip(names, stamps, strict=True)
+        },
+        "cutoutMultiband": multiband,
+    }
+
+
+def break_packet(kind: str, packet: bytes, rng: np.random.Generator) -> bytes:
+    """``packet`` broken the ``kind`` way (see ``BROKEN_KINDS``)."""
+    if kind == "truncated":
+        return packet[: len(packet) // 2]
+    if kind == "garbage":
+        return rng.bytes(int(rng.integers(16, 4096)))
+    if kind == "empty":
+        return b""
+    if kind == "bare_record":
+        # The record bytes alone, without the container around them, like the 2017 packets.
+        header = read_header(packet)
+        _count, pos = read_long(packet, header.end, "record count")
+        size, pos = read_long(packet, pos, "block size")
+        return packet[pos : pos + size]
+    raise ValueError(f"unknown broken kind {kind!r}; known: {sorted(BROKEN_KINDS)}")
+
+
+def multiband_records(seed: int, n: int, fraction: float) -> dict[int, tuple[dict, dict]]:
+    """Packet index -> (``cutoutMultiband`` record, truth) for about ``fraction`` of ``n``.
+
+    JWST NIRCam cutouts from the morphology simulator, drawn from their own random stream
+    so adding them leaves every other field of a seed's packets unchanged.
+    """
+    if fraction <= 0.0:
+        return {}
+    from stampflow.training.morphology_sim import multiband_cutouts
+
+    rng = np.random.default_rng([seed, 1])
+    chosen = np.flatnonzero(rng.random(n) < fraction)
+    if chosen.size == 0:
+        return {}
+    images, filters, scales, rows = multiband_cutouts(rng, int(chosen.size))
+    return {
+        int(index): (
+            {
+                "filters": list(filters),
+                "pixelScale": [float(s) for s in scales],
+                "stampData": [encode_stamp(plane) for plane in images[k]],
+            },
+            rows[k],
+        )
+        for k, index in enumerate(chosen)
+    }
+
+
+def synthesise(
+    n: int,
+    seed: int,
+    *,
+    broken_fraction: float = 0.05,
+    multiband_fraction: float = 0.0,
+    cutouts: Callable[[np.random.Generator, int], Cutouts] = ztf_cutouts,
+    progress: bool = True,
+) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """``n`` packets as (file name, bytes, truth row), reproducible from ``seed``.
+
+    ``multiband_fraction`` of them also carry JWST multiband cutouts (truth under
+    ``multiband`` in their row).
+    """
+    if n < 1:
+        raise ValueError(f"--n must be at least 1, got {n}")
+    for name, value in (("broken", broken_fraction), ("multiband", multiband_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"--{name}-fraction must be within [0, 1], got {value}")
+    rng = np.random.default_rng(seed)
+    science, template, difference, truth = cutouts(rng, n)
+    multiband = multiband_records(seed, n, multiband_fraction)
+    kinds = sorted(BROKEN_KINDS)
+    broken = rng.random(n) < broken_fraction
+    out = []
+    for i in tqdm(range(n), desc="synth", unit="packet", disable=not progress):
+        row = dict(truth[i])
+        stamps = (science[i], template[i], difference[i])
+        extra, extra_truth = multiband.get(i, (None, None))
+        record = alert_record(i, rng, stamps, row.get("mag", 18.0), multiband=extra)
+        kind = kinds[int(rng.integers(len(kinds)))] if broken[i] else None
+        if kind == "bad_stamp":
+            for name in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
+                record[name]["stampData"] = rng.bytes(512)
+        packet = write_alert_packet(record)
+        if kind is not None and kind != "bad_stamp":
+            packet = break_packet(kind, packet, rng)
+        row.update(
+            objectId=record["objectId"],
+            candid=record["candid"],
+            broken=kind,
+            expected_reason=BROKEN_KINDS.get(kind) if kind else None,
+            multiband=extra_truth,
+        )
+        out.append((f"{record['candid']}.avro", packet, row))
+    return out
+
+
+def write_archive(
+    out_dir: Path, packets: list[tuple[str, bytes, dict[str, Any]]], *, tar: bool
+) -> Path:
+    """Packets as files in ``out_dir`` (or one ``alerts.tar.gz`` there) plus ``truth.jsonl``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / TRUTH_NAME).open("w", encoding="utf-8") as truth:
+        for name, _packet, row in packets:
+            truth.write(json.dumps({"file": name, **row}) + "\n")
+    if not tar:
+        for name, packet, _row in packets:
+            (out_dir / name).write_bytes(packet)
+        return out_dir
+    archive = out_dir / "alerts.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        for name, packet, _row in packets:
+            info = tarfile.TarInfo(name)
+            info.size = len(packet)
+            bundle.addfile(info, io.BytesIO(packet))
+    return archive
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, help="output directory (packets + truth.jsonl)")
+    parser.add_argument("--n", type=int, default=1000, help="packets to write (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--broken-fraction", type=float, default=0.05, help="share of broken packets (0.05)"
+    )
+    parser.add_argument(
+        "--multiband-fraction",
+        type=float,
+        default=0.0,
+        help="share of packets that also carry JWST multiband cutouts (0)",
+    )
+    parser.add_argument("--tar", action="store_true", help="bundle packets as alerts.tar.gz")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        packets = synthesise(
+            args.n,
+            args.seed,
+            broken_fraction=args.broken_fraction,
+            multiband_fraction=args.multiband_fraction,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        print(f"stampflow synth: {exc}")
+        return 2
+    where = write_archive(args.out, packets, tar=args.tar)
+    n_broken = sum(1 for _n, _p, row in packets if row["broken"])
+    print(f"wrote {len(packets)} packets ({n_broken} deliberately broken) to {where}")
+    print(f"truth table: {args.out / TRUTH_NAME}")
+    return 0
