@@ -62,6 +62,7 @@ class AckingProducer:
         log.info("producer settings: %s", redact(properties))
         self._producer = Producer({**properties, "error_cb": _log_kafka_error})
         self._max_in_flight = max_in_flight
+        self._unacknowledged = 0  # ours, exact: len(producer) also counts librdkafka's events
         self._failures: list[str] = []
 
     def partition_count(self, topic: str, timeout_s: float = 10.0) -> int:
@@ -99,7 +100,7 @@ class AckingProducer:
         ``on_reject`` (when given) receives errors about the message itself (too large,
         invalid) instead of failing the whole batch; other failures fail the batch.
         """
-        while len(self._producer) >= self._max_in_flight:
+        while self._unacknowledged >= self._max_in_flight:
             self._producer.poll(0.05)  # backpressure: serve callbacks until there is room
         kwargs = {} if partition is None else {"partition": partition}
         callback = self._callback(topic, on_ack, on_reject)
@@ -108,10 +109,12 @@ class AckingProducer:
                 self._producer.produce(
                     topic, value, key=key, headers=headers, on_delivery=callback, **kwargs
                 )
+                self._unacknowledged += 1
                 return
             except BufferError:  # librdkafka's own byte bound reached
                 self._producer.poll(0.1)
             except KafkaException as exc:  # refused locally, e.g. larger than message.max.bytes
+                self._unacknowledged += 1
                 callback(exc.args[0], None)
                 return
 
@@ -124,7 +127,7 @@ class AckingProducer:
         while self._producer.flush(0.5) > 0:
             beat()
             if deadline is not None and time.monotonic() > deadline:
-                raise DeliveryFailed(f"{len(self._producer)} outputs still unacknowledged")
+                raise DeliveryFailed(f"{self._unacknowledged} outputs still unacknowledged")
         if self._failures:
             failures, self._failures = self._failures, []
             raise DeliveryFailed(f"{len(failures)} deliveries failed, first: {failures[0]}")
@@ -132,7 +135,7 @@ class AckingProducer:
     @property
     def in_flight(self) -> int:
         """Messages produced and not yet acknowledged (or failed)."""
-        return len(self._producer)
+        return self._unacknowledged
 
     def close(self, timeout_s: float) -> int:
         """Flush; returns how many messages are still undelivered after ``timeout_s``."""
@@ -142,6 +145,7 @@ class AckingProducer:
         self, topic: str, on_ack: OnAck, on_reject: OnReject | None
     ) -> Callable[[KafkaError | None, Message | None], None]:
         def delivered(error: KafkaError | None, message: Message | None) -> None:
+            self._unacknowledged -= 1
             if error is None and message is not None:
                 on_ack(message)
             elif error is not None and on_reject is not None and _permanent(error):
