@@ -15,6 +15,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from stampflow.classifiers.registry import KNOWN_CLASSIFIERS
+from stampflow.stream.demo_score import score_run
+
+TRUTH_NAME = "truth.jsonl"  # written by `stampflow synth` beside its packets
 
 
 def shipped_classifiers() -> list[str]:
@@ -74,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         ]
     )
     if code == 0:
+        print("\n".join(score_run(packets / TRUTH_NAME, annotated, dead)))
         print(
             f"\nAnnotated alerts: {annotated}/*.avro (any Avro reader, e.g. fastavro.reader)\n"
             f"Dead letters:     {dead}/index.jsonl (original bytes beside it)\n"
-            f"Ground truth:     {packets}/truth.jsonl"
+            f"Ground truth:     {packets / TRUTH_NAME}"
         )
     return code

@@ -3,12 +3,13 @@
 The real packets in ``../shared/alerts`` are not on a user's machine, so the demo and the
 benchmarks stream these instead. Each packet is written with the codec's own input schema
 (``schemas/alert.avsc``, ZTF 4.02 field names) and carries science, template and difference
-stamps of one simulated point source on a noisy 63x63 background; a share of the packets is
-deliberately broken in several ways (``BROKEN_KINDS``) so the dead-letter path is exercised.
+stamps; a share of the packets is deliberately broken in several ways (``BROKEN_KINDS``)
+so the dead-letter path is exercised.
 
-``ztf_cutouts`` is the one place ZTF stamps are made: the blend simulator replaces it to
-draw blended sources; ``multiband_records`` adds the morphology simulator's JWST cutouts
-(``cutoutMultiband``) to a share of the packets.
+The ZTF stamps come from the blend simulator (``blend_sim.ztf_cutouts``: single stars and
+blends in the template, a transient on top in the science image); ``multiband_records`` adds
+the morphology simulator's JWST cutouts (``cutoutMultiband``) to a share of the packets. The
+truth of both is written beside the packets, so a run can be scored.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ import numpy as np
 from stampflow.schemas.container import read_header, read_long
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
 from stampflow.schemas.stamps import encode_stamp
+from stampflow.training.blend_sim import ztf_cutouts
 from tqdm import tqdm
 
-STAMP_SIZE = 63
-PIXEL_SCALE = 1.01  # arcsec/pixel (ZTF)
-ZERO_POINT = 26.3  # a typical ZTF magzpsci
 FIRST_JD = 2460500.65
 CANDID_BASE = 2_900_000_000_000_000_000
 TRUTH_NAME = "truth.jsonl"
@@ -43,50 +42,6 @@ BROKEN_KINDS = {
 }
 
 Cutouts = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]
-
-
-def ztf_cutouts(rng: np.random.Generator, n: int) -> Cutouts:
-    """``n`` (science, template, difference) stamps of single variable stars, with their truth.
-
-    A Gaussian PSF (seeing 1.5-3" FWHM) near the stamp centre on sky with Poisson-like
-    noise. The template is a deeper, quieter image of the star at its reference brightness;
-    the science image shows it brighter or fainter by up to a magnitude, so the difference
-    stamp holds the change. A few stamps are cut at a CCD edge or carry NaN pixels, as real
-    ones do. ``mag`` in the truth is the science image's magnitude.
-    """
-    science, template, difference, truth = [], [], [], []
-    yy, xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE].astype(np.float32)
-    for _ in range(n):
-        fwhm_arcsec = float(rng.uniform(1.5, 3.0))
-        sigma = fwhm_arcsec / PIXEL_SCALE / 2.3548
-        x0, y0 = 31 + rng.normal(0, 0.5, size=2)
-        ref_mag = float(rng.uniform(16.0, 20.5))
-        mag = ref_mag + float(rng.uniform(-1.0, 1.0))
-        ref_flux, flux = (10 ** (-0.4 * (m - ZERO_POINT)) for m in (ref_mag, mag))
-        sky = float(rng.uniform(80, 200))
-        psf = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
-        ref = sky + ref_flux * psf + rng.normal(0, np.sqrt(sky + ref_flux * psf) / 4)
-        sci = sky + flux * psf + rng.normal(0, np.sqrt(sky + flux * psf))
-        ref, sci = ref.astype(np.float32), sci.astype(np.float32)
-        edge = int(rng.integers(41, 60)) if rng.random() < 0.05 else STAMP_SIZE
-        if rng.random() < 0.05:
-            sci[rng.integers(0, STAMP_SIZE), :] = np.nan  # a bad column/row, as in real stamps
-        sci, ref = sci[:, :edge], ref[:, :edge]
-        science.append(sci)
-        template.append(ref)
-        difference.append(sci - ref)
-        truth.append(
-            {
-                "n_sources": 1,
-                "x": float(x0),
-                "y": float(y0),
-                "fwhm_arcsec": fwhm_arcsec,
-                "mag": mag,
-                "ref_mag": ref_mag,
-                "shape": [STAMP_SIZE, edge],
-            }
-        )
-    return science, template, difference, truth
 
 
 def alert_record(
@@ -202,7 +157,7 @@ def synthesise(
         row = dict(truth[i])
         stamps = (science[i], template[i], difference[i])
         extra, extra_truth = multiband.get(i, (None, None))
-        record = alert_record(i, rng, stamps, row.get("mag", 18.0), multiband=extra)
+        record = alert_record(i, rng, stamps, row["transient_mag"], multiband=extra)
         kind = kinds[int(rng.integers(len(kinds)))] if broken[i] else None
         if kind == "bad_stamp":
             for name in ("cutoutScience", "cutoutTemplate", "cutoutDifference"):
@@ -211,6 +166,7 @@ def synthesise(
         if kind is not None and kind != "bad_stamp":
             packet = break_packet(kind, packet, rng)
         row.update(
+            shape=list(science[i].shape),
             objectId=record["objectId"],
             candid=record["candid"],
             broken=kind,

@@ -1,0 +1,69 @@
+"""Morphology CNN inference throughput on the CPU: images/s at batch 64, 1 and 2 threads.
+
+Two figures per thread count: the network with its preprocessing on stamps already on the
+grid, and the whole plugin path from decoded alerts (gzip FITS decode of four stamps per
+alert, resampling, CNN, calibration, annotations).
+
+    .venv/bin/python bench/bench_morphology.py [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from stampflow.classifiers.morphology import MorphologyClassifier
+from stampflow.schemas.codec import decode_alert
+from stampflow.schemas.packets import minimal_candidate, write_alert_packet
+from stampflow.training.morphology_sim import multiband_record, simulate
+
+BATCH = 64
+
+
+def _records(images: np.ndarray) -> list[dict]:
+    return [
+        {
+            "objectId": f"JWST{i:05d}",
+            "candid": i,
+            "candidate": minimal_candidate(candid=i),
+            "cutoutMultiband": multiband_record(stamps),
+        }
+        for i, stamps in enumerate(images)
+    ]
+
+
+def _rate(work, repeats: int) -> float:
+    work()  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    return BATCH * repeats / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    classifier = MorphologyClassifier.load()
+    images = simulate(BATCH, seed=7).images
+    packets = [write_alert_packet(r) for r in _records(images)]
+    print(f"morphology {classifier.version}, batch {BATCH}, {args.repeats} repeats")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        net = _rate(lambda: classifier.probabilities(images), args.repeats)
+
+        def plugin() -> None:
+            # Fresh alerts each time: stamps are decoded lazily and cached per alert.
+            classifier.classify([decode_alert(p) for p in packets])
+
+        whole = _rate(plugin, max(args.repeats // 4, 1))
+        print(
+            f"threads={threads}: CNN+preprocess {net:8.0f} images/s; "
+            f"plugin from packets (decode+resample+CNN) {whole:8.0f} alerts/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
