@@ -21,6 +21,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from stampflow.classifiers.blend import BlendClassifier  # noqa: E402
 from stampflow.schemas.codec import decode_alert  # noqa: E402
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet  # noqa: E402

@@ -20,6 +20,7 @@ from pathlib import Path
 import fastavro
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
+
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.encode import OutputEncoder

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+
 from stampflow.classifiers.morphology import MorphologyClassifier
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from kafka_broker import LocalKafka, create_topic, unique_topic  # noqa: E402
+
 from stampflow.stream.replay_cmd import replay  # noqa: E402
 from stampflow.training.synth import synthesise, write_archive  # noqa: E402
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from stampflow.classifiers.blend_gp import BlendGP, GPHyperparameters
 from stampflow.classifiers.bundle import SHIPPED_MODELS, BundleError, load_bundle
 from stampflow.classifiers.stamp_preprocess import (

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from stampflow.classifiers.bundle import SHIPPED_MODELS, BundleError, load_bundle
 from stampflow.classifiers.morphology_net import (
     INPUT_SIZE,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
 from stampflow.schemas.errors import PacketError
 
 NORMALISATIONS = ("none", "minmax", "log", "rroot", "l2")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.stamps import decode_stamp
 from stampflow.schemas.writer_schema import WriterSchema

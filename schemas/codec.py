@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastavro import schemaless_reader
+
 from stampflow.schemas import writer_schema
 from stampflow.schemas.alert import STAMP_FIELDS, Alert
 from stampflow.schemas.container import MAGIC, iter_blocks, read_header

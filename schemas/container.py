@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cramjam
+
 from stampflow.schemas.errors import PacketError
 
 MAGIC = b"Obj\x01"

@@ -24,6 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import fastavro
+
 from stampflow.schemas.alert import Alert
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.avsc import slim_schema, stampflow_info_schema

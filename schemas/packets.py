@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 import fastavro
+
 from stampflow.schemas.avsc import input_alert_schema
 from stampflow.schemas.container import header_prefix, new_sync, single_block
 

@@ -11,6 +11,7 @@ import gzip
 import zlib
 
 import numpy as np
+
 from stampflow.schemas.errors import PacketError
 
 CARD = 80

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import fastavro
+
 from stampflow.schemas.errors import PacketError
 
 # ZTF's own schema, and the record name Spark-based brokers give it when they re-write packets.

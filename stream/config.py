@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from stampflow.classifiers.registry import KNOWN_CLASSIFIERS
 
 ENV_PREFIX = "STAMPFLOW_"

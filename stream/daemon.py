@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
+
 from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
 from stampflow.schemas.alert import STAMP_FIELDS, Alert
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.errors import PacketError

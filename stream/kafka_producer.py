@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
 from stampflow.stream.config import DaemonConfig, redact
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+
 from stampflow.stream.config import DaemonConfig, redact
 from stampflow.stream.messages import SourceMessage
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled

@@ -14,8 +14,9 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from stampflow.stream.archive_source import ArchiveError, ArchiveSource, check_archive
 from tqdm import tqdm
+
+from stampflow.stream.archive_source import ArchiveError, ArchiveSource, check_archive
 
 READ_CHUNK = 256
 

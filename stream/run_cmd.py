@@ -13,6 +13,7 @@ import logging
 import sys
 
 from confluent_kafka import KafkaException
+
 from stampflow.stream.archive_source import ArchiveError
 from stampflow.stream.config import ConfigError, DaemonConfig, load_config
 from stampflow.stream.summary import format_summary

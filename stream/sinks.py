@@ -16,6 +16,7 @@ from typing import IO, Any, Protocol
 
 from fastavro import parse_schema
 from fastavro.write import Writer
+
 from stampflow.schemas.encode import OutputEncoder
 from stampflow.stream.kafka_producer import AckingProducer
 from stampflow.stream.messages import AnnotatedAlert

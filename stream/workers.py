@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from confluent_kafka import KafkaException
+
 from stampflow.stream.config import DaemonConfig
 from stampflow.stream.metrics import MULTIPROC_ENV
 
@@ -50,6 +51,7 @@ def run_workers(config: DaemonConfig) -> int:
     # Imported after the env var is set, so this process's own metric values (none are
     # created here) and the collector agree on multiprocess mode.
     from prometheus_client import multiprocess
+
     from stampflow.stream.health import HealthServer
     from stampflow.stream.metrics import ready_value, serving_registry
 

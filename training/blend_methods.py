@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from stampflow.classifiers.stamp_preprocess import PreprocessConfig, normalise
 from torch import nn
+
+from stampflow.classifiers.stamp_preprocess import PreprocessConfig, normalise
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score, roc_auc_score  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
 from stampflow.classifiers.blend import AmbiguityRule, BlendModel, Calibration  # noqa: E402
 from stampflow.classifiers.stamp_preprocess import (  # noqa: E402
     NORMALISATIONS,
@@ -47,7 +49,6 @@ from stampflow.training.calibration import (  # noqa: E402
     plot_reliability,
 )
 from stampflow.training.report import Report  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 GRID_EMBEDDINGS = (8, 16, 32, 0)  # PCA sizes; 0 = the flattened pixels
 

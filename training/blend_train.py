@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
+from tqdm import tqdm
+
 from stampflow.classifiers.blend import (
     LABELS,
     NAME,
@@ -32,7 +34,6 @@ from stampflow.classifiers.stamp_preprocess import (
 )
 from stampflow.training.blend_sim import SimConfig, simulate_templates
 from stampflow.training.calibration import expected_calibration_error
-from tqdm import tqdm
 
 MODEL_VERSION = "1.0.0"
 _SIM_CHUNK = 500  # stamps simulated at once: bounds the oversampled render's memory

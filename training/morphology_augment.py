@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from stampflow.training.morphology_sim import E_PER_S_PER_MJYSR, GRID_SCALE
 
 

@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from stampflow.schemas.stamps import encode_stamp
 from tqdm import tqdm
+
+from stampflow.schemas.stamps import encode_stamp
 
 CLASSES = ("spiral", "shell", "bipolar", "irregular", "no_gas")
 FILTERS = ("F200W", "F277W", "F356W", "F444W")

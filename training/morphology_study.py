@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix, f1_score, silhouette_samples
+
 from stampflow.classifiers.bundle import SHIPPED_MODELS, load_bundle
 from stampflow.classifiers.morphology import MorphologyClassifier
 from stampflow.classifiers.morphology_net import MorphologyNet, preprocess

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
 from stampflow.classifiers.bundle import Bundle, save_bundle
 from stampflow.classifiers.morphology_net import (
     MorphologyNet,
@@ -19,7 +21,6 @@ from stampflow.classifiers.morphology_net import (
 )
 from stampflow.training.morphology_augment import AugmentConfig, augment
 from stampflow.training.morphology_sim import CLASSES, SimConfig, SimulatedSet, simulate
-from tqdm import tqdm
 
 MODEL_NAME = "morphology"
 

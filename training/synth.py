@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from stampflow.schemas.container import read_header, read_long
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
 from stampflow.schemas.stamps import encode_stamp
 from stampflow.training.blend_sim import ztf_cutouts
-from tqdm import tqdm
 
 FIRST_JD = 2460500.65
 CANDID_BASE = 2_900_000_000_000_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stampflow.classifiers.blend import BlendClassifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.schemas.codec import decode_alert, decode_packet

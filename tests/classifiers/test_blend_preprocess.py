@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stampflow.classifiers.stamp_preprocess import (
     NORMALISATIONS,
     Embedding,

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from stampflow.classifiers.bundle import BundleError, save_bundle
 from stampflow.classifiers.morphology import FILTERS, MorphologyClassifier, to_grid
 from stampflow.classifiers.morphology_net import MorphologyNet, NetConfig, state_to_arrays

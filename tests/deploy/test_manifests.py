@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from stampflow.stream.config import DaemonConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,6 +26,7 @@ import yaml
 from confluent_kafka import Producer
 from kafka_broker import create_topic, delete_topics, free_port, unique_topic
 from prometheus_client.parser import text_string_to_metric_families
+
 from stampflow.training.synth import synthesise
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from stampflow.schemas.packets import minimal_candidate
 from stampflow.schemas.stamps import encode_stamp
 

@@ -7,6 +7,7 @@ import json
 
 import fastavro
 import pytest
+
 from stampflow.schemas.avsc import input_alert_schema
 from stampflow.schemas.codec import decode_alert, decode_packet
 from stampflow.schemas.container import encode_long, header_bytes, new_sync, single_block

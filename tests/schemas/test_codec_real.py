@@ -10,6 +10,7 @@ import fastavro
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from stampflow.schemas import writer_schema
 from stampflow.schemas.codec import decode_alert, decode_packet
 from stampflow.schemas.errors import PacketError

@@ -9,6 +9,7 @@ import avro.datafile
 import avro.io
 import fastavro
 import pytest
+
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.codec import decode_alert, decode_packet
 from stampflow.schemas.encode import OutputEncoder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from stampflow.schemas.alert import STAMP_FIELDS
 from stampflow.schemas.avsc import input_alert_schema
 from stampflow.schemas.codec import decode_packet

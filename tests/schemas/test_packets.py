@@ -7,6 +7,7 @@ import json
 import avro.schema
 import numpy as np
 import pytest
+
 from stampflow.schemas.avsc import input_alert_schema, slim_schema, stampflow_info_schema
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.errors import PacketError

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.stamps import MAX_UNZIPPED, decode_stamp, encode_stamp
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+
 from stampflow.training.synth import synthesise
 
 STAMPFLOW = str(Path(sys.executable).parent / "stampflow")

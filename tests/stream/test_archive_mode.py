@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fastavro
 import pytest
+
 from stampflow.stream.cli import main
 from stampflow.training.synth import TRUTH_NAME
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stampflow.stream.archive_source import ArchiveError, ArchiveSource
 from stampflow.training.synth import synthesise, write_archive
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
+from stream_helpers import good_packets
+
 from stampflow.stream.checkpoint import CheckpointLoop
 from stampflow.stream.health import Heartbeat
 from stampflow.stream.kafka_producer import DeliveryFailed
 from stampflow.stream.messages import SourceMessage
 from stampflow.stream.metrics import DaemonMetrics
-from stream_helpers import good_packets
 
 
 class ListSource:

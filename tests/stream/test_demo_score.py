@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import fastavro
+
 from stampflow.stream.cli import main
 from stampflow.stream.demo_score import score_run
 

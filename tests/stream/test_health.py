@@ -5,9 +5,10 @@ from __future__ import annotations
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+from stream_helpers import http_status
+
 from stampflow.stream.health import HealthServer, Heartbeat
 from stampflow.stream.metrics import DaemonMetrics, serving_registry
-from stream_helpers import http_status
 
 
 def test_probes_and_metrics() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from stream_helpers import Daemon, produce, read_topic
+
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.errors import PacketError
-from stream_helpers import Daemon, produce, read_topic
 
 pytestmark = pytest.mark.integration
 

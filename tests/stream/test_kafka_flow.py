@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from kafka_broker import unique_topic
-from stampflow.stream.cli import main
 from stream_helpers import Daemon, decode_output, good_packets, metric, produce, read_topic
+
+from stampflow.stream.cli import main
 
 pytestmark = pytest.mark.integration
 

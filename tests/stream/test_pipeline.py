@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from stream_helpers import good_packets
+
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.errors import PacketError
 from stampflow.stream.messages import SourceMessage
 from stampflow.stream.pipeline import CLASSIFIER_ERROR, classify_batch, decode_batch
-from stream_helpers import good_packets
 
 
 def messages(values: list[bytes]) -> list[SourceMessage]:

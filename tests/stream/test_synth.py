@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.errors import PacketError
 from stampflow.training.synth import BROKEN_KINDS, synthesise

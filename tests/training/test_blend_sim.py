@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stampflow.training.blend_sim import (
     STAMP,
     TRUTH_COLUMNS,

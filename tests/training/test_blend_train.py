@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from stampflow.classifiers.blend import AmbiguityRule, BlendClassifier
 from stampflow.classifiers.bundle import MANIFEST, WEIGHTS, BundleError
 from stampflow.training.blend_train import (

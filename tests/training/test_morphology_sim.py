@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from stampflow.training import morphology_sim as sim
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from stampflow.classifiers.morphology import MorphologyClassifier
 from stampflow.training import morphology_sim as sim
 from stampflow.training.morphology_augment import (
