@@ -39,7 +39,8 @@ class MicroBatcher:
             if should_stop() or self._source.exhausted:
                 return self.take_pending()
             now = time.monotonic()
-            if self._pending and self._deadline is not None and now >= self._deadline:
+            # A deadline is set exactly while messages are pending.
+            if self._deadline is not None and now >= self._deadline:
                 return self.take_pending()
             wait = (
                 POLL_SLICE_S if self._deadline is None else min(POLL_SLICE_S, self._deadline - now)

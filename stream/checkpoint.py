@@ -105,8 +105,9 @@ class CheckpointLoop:
         """Process batches until the source ends or a stop is requested."""
         started = time.monotonic()
         while True:
-            self._heartbeat.set_ready(self._source.ready)
-            self._metrics.ready.set(1 if self._source.ready else 0)
+            ready = self._source.ready
+            self._heartbeat.set_ready(ready)
+            self._metrics.ready.set(1 if ready else 0)
             batch = self._batcher.next_batch(self._stop.is_set, self._heartbeat.beat)  # step 1
             if batch:
                 self._process(batch)
@@ -124,8 +125,8 @@ class CheckpointLoop:
     def _process(self, batch: list[SourceMessage]) -> None:
         batch_started = time.perf_counter()
         self._metrics.batch_size.observe(len(batch))
-        for message in batch:
-            self._metrics.consumed.labels(message.topic).inc()
+        for topic, count in Counter(message.topic for message in batch).items():
+            self._metrics.consumed.labels(topic).inc(count)
 
         with self._metrics.stage_duration.labels("decode").time():  # step 2
             decoded, dead = decode_batch(batch)
@@ -175,24 +176,20 @@ class CheckpointLoop:
         with self._metrics.stage_duration.labels("commit").time():  # step 6
             self._source.commit(batch)
         self._metrics.last_batch_timestamp.set(time.time())
-        self._count(batch, len(outputs), dead, [item for item, _ in outputs])
+        self._count(batch, dead, [item for item, _ in outputs])
 
     def _classifier_time(self, name: str, seconds: float) -> None:
         self._metrics.classifier_duration.labels(name).observe(seconds)
 
     def _count(
-        self,
-        batch: list[SourceMessage],
-        published: int,
-        dead: list[DeadLetter],
-        items: list[AnnotatedAlert],
+        self, batch: list[SourceMessage], dead: list[DeadLetter], published: list[AnnotatedAlert]
     ) -> None:
         totals = self.totals
         totals.batches += 1
         totals.consumed += len(batch)
-        totals.published += published
+        totals.published += len(published)
         totals.dead_letters.update((d.stage, d.reason) for d in dead)
-        for item in items:
+        for item in published:
             totals.labels.update((a.classifier, a.label) for a in item.annotations)
 
 

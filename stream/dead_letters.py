@@ -87,7 +87,8 @@ class DirectoryDeadLetters:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._metrics = metrics
         self._index = (self.directory / INDEX_NAME).open("a", encoding="utf-8")
-        self._count = sum(1 for _ in (self.directory / INDEX_NAME).open(encoding="utf-8"))
+        with (self.directory / INDEX_NAME).open(encoding="utf-8") as existing:
+            self._count = sum(1 for _ in existing)
         self._unflushed: list[DeadLetter] = []
 
     def send(self, dead: DeadLetter) -> None:

@@ -73,7 +73,8 @@ def classify_batch(
         started = time.perf_counter()
         chosen = _applicable(classifier, items, failed)
         if chosen:
-            results = _run(classifier, [items[i] for i in chosen], failed, chosen)
+            results: dict[int, Annotation] = {}
+            _classify_or_split(classifier, [items[i] for i in chosen], chosen, failed, results)
             for index, annotation in results.items():
                 annotations[index].append(annotation)
         on_classifier_time(classifier.name, time.perf_counter() - started)
@@ -104,17 +105,6 @@ def _applicable(
         except Exception as exc:
             failed[i] = _dead(item, classifier, exc)
     return chosen
-
-
-def _run(
-    classifier: Classifier,
-    subset: list[DecodedAlert],
-    failed: dict[int, DeadLetter],
-    indices: list[int],
-) -> dict[int, Annotation]:
-    results: dict[int, Annotation] = {}
-    _classify_or_split(classifier, subset, indices, failed, results)
-    return results
 
 
 def _classify_or_split(

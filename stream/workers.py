@@ -57,7 +57,6 @@ def run_workers(config: DaemonConfig) -> int:
 
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
-    workers: list[BaseProcess] = []
 
     def start(index: int) -> BaseProcess:
         process = context.Process(
@@ -66,7 +65,7 @@ def run_workers(config: DaemonConfig) -> int:
         process.start()
         return process
 
-    workers = [start(i) for i in range(config.workers)]
+    workers: list[BaseProcess] = [start(i) for i in range(config.workers)]
     started_at = [time.monotonic()] * config.workers
     stopping = False
 

@@ -192,6 +192,31 @@ class Daemon:
         return ""
 
 
+def start_daemon(
+    daemons: list[Daemon],
+    bootstrap: str,
+    source: str,
+    output: str,
+    dead: str,
+    *extra: str,
+    group: str | None = None,
+    log_path: Path | None = None,
+) -> Daemon:
+    """Start ``stampflow run`` from ``source`` (group ``g-<source>`` unless given) and add it
+    to ``daemons`` (the fixture kills whatever a test leaves running)."""
+    daemon = Daemon(
+        bootstrap,
+        topics=source,
+        output=output,
+        dead=dead,
+        group=group or f"g-{source}",
+        extra=extra,
+        log_path=log_path,
+    ).start()
+    daemons.append(daemon)
+    return daemon
+
+
 def http_status(port: int, path: str) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:

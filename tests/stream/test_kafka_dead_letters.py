@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stream_helpers import Daemon, produce, read_topic
+from stream_helpers import Daemon, produce, read_topic, start_daemon
 
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.errors import PacketError
@@ -40,16 +40,16 @@ def test_bad_packets_are_dead_lettered_with_their_reason(
 
     source, output, dead = (make_topic(p, 1) for p in ("in", "out", "dead"))
     coords = produce(kafka_bootstrap, source, packets, 1)
-    daemon = Daemon(
+    daemon = start_daemon(
+        daemons,
         kafka_bootstrap,
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=("--max-batch=8", "--max-wait-ms=100"),
+        source,
+        output,
+        dead,
+        "--max-batch=8",
+        "--max-wait-ms=100",
         log_path=tmp_path / "d.log",
-    ).start()
-    daemons.append(daemon)
+    )
     n_out = sum(n for n, _ in outcomes)
     n_dead = sum(1 for _, reason in outcomes if reason)
     outputs = read_topic(kafka_bootstrap, output, n_out)

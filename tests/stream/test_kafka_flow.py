@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 from kafka_broker import unique_topic
-from stream_helpers import Daemon, decode_output, good_packets, metric, produce, read_topic
+from stream_helpers import (
+    Daemon,
+    decode_output,
+    good_packets,
+    metric,
+    produce,
+    read_topic,
+    start_daemon,
+)
 
 from stampflow.stream.cli import main
 
@@ -24,16 +32,17 @@ def test_every_packet_comes_out_once_in_partition_order(
     source, output, dead = (make_topic(p, PARTITIONS) for p in ("in", "out", "dead"))
     packets = good_packets(N)
     coords = produce(kafka_bootstrap, source, packets, PARTITIONS)
-    daemon = Daemon(
+    daemon = start_daemon(
+        daemons,
         kafka_bootstrap,
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=("--max-batch=16", "--max-wait-ms=200", "--mode=full"),
+        source,
+        output,
+        dead,
+        "--max-batch=16",
+        "--max-wait-ms=200",
+        "--mode=full",
         log_path=tmp_path / "d.log",
-    ).start()
-    daemons.append(daemon)
+    )
     daemon.wait_ready()
 
     records = read_topic(kafka_bootstrap, output, N)
@@ -61,16 +70,16 @@ def test_metrics_agree_with_what_was_sent(
     good = good_packets(30, seed=11)
     garbage = [b"", b"not avro at all", b"Obj\x01\x02truncated"]
     produce(kafka_bootstrap, source, good + garbage, 2)
-    daemon = Daemon(
+    daemon = start_daemon(
+        daemons,
         kafka_bootstrap,
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=("--max-batch=8", "--max-wait-ms=100"),
+        source,
+        output,
+        dead,
+        "--max-batch=8",
+        "--max-wait-ms=100",
         log_path=tmp_path / "d.log",
-    ).start()
-    daemons.append(daemon)
+    )
     daemon.wait_ready()
     read_topic(kafka_bootstrap, output, len(good))
     read_topic(kafka_bootstrap, dead, len(garbage))

@@ -8,11 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from stream_helpers import Daemon, good_packets, metric, produce, read_topic
+from stream_helpers import Daemon, good_packets, metric, produce, read_topic, start_daemon
 
 pytestmark = pytest.mark.integration
 
 MAX_BATCH = 10
+BATCHING = (f"--max-batch={MAX_BATCH}", "--max-wait-ms=100")
 
 
 def produce_slowly(
@@ -43,16 +44,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
 ) -> None:
     source, output, dead = (make_topic(p, 2) for p in ("in", "out", "dead"))
     packets = good_packets(160, seed=21)
-    args = dict(
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=(f"--max-batch={MAX_BATCH}", "--max-wait-ms=100"),
-        log_path=tmp_path / "d.log",
-    )
-    first = Daemon(kafka_bootstrap, **args).start()
-    daemons.append(first)
+    topics = (kafka_bootstrap, source, output, dead)
+    first = start_daemon(daemons, *topics, *BATCHING, log_path=tmp_path / "d.log")
     first.wait_ready()
     feeder = produce_slowly(kafka_bootstrap, source, packets, 2, seconds=4)
     deadline = time.monotonic() + 30
@@ -62,8 +55,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     first.kill()  # SIGKILL: no drain, no commit of the batch in hand
     assert feeder.is_alive() or len(read_topic(kafka_bootstrap, output, 0, 2)) < len(packets)
 
-    second = Daemon(kafka_bootstrap, **args).start()
-    daemons.append(second)
+    second = start_daemon(daemons, *topics, *BATCHING, log_path=tmp_path / "d.log")
     feeder.join(30)
     records = read_topic(kafka_bootstrap, output, len(packets), timeout_s=90)
     assert second.stop() == 0, second.log_tail()
@@ -75,16 +67,9 @@ def test_two_workers_split_partitions_and_one_takes_over(
 ) -> None:
     source, output, dead = (make_topic(p, 4) for p in ("in", "out", "dead"))
     packets = good_packets(200, seed=22)
-    args = dict(
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=(f"--max-batch={MAX_BATCH}", "--max-wait-ms=100"),
-    )
-    a = Daemon(kafka_bootstrap, **args, log_path=tmp_path / "a.log").start()
-    b = Daemon(kafka_bootstrap, **args, log_path=tmp_path / "b.log").start()
-    daemons.extend([a, b])
+    topics = (kafka_bootstrap, source, output, dead)
+    a = start_daemon(daemons, *topics, *BATCHING, log_path=tmp_path / "a.log")
+    b = start_daemon(daemons, *topics, *BATCHING, log_path=tmp_path / "b.log")
     a.wait_ready()
     b.wait_ready()
     deadline = time.monotonic() + 60
@@ -111,16 +96,16 @@ def test_workers_flag_runs_a_group_with_metrics_on_one_port(
     source, output, dead = (make_topic(p, 4) for p in ("in", "out", "dead"))
     packets = good_packets(80, seed=23)
     produce(kafka_bootstrap, source, packets, 4)
-    daemon = Daemon(
+    daemon = start_daemon(
+        daemons,
         kafka_bootstrap,
-        topics=source,
-        output=output,
-        dead=dead,
-        group=f"g-{source}",
-        extra=("--workers=2", "--max-batch=10"),
+        source,
+        output,
+        dead,
+        "--workers=2",
+        "--max-batch=10",
         log_path=tmp_path / "w.log",
-    ).start()
-    daemons.append(daemon)
+    )
     daemon.wait_ready(timeout_s=90)
     records = read_topic(kafka_bootstrap, output, len(packets))
     assert_complete(records, len(packets), max_duplicates=0)
@@ -139,16 +124,16 @@ def test_broker_outage_under_load_loses_nothing(
     bootstrap = restartable_kafka.bootstrap
     source, output, dead = (create_topic(bootstrap, name, 2) for name in ("in", "out", "dead"))
     packets = good_packets(120, seed=24)
-    daemon = Daemon(
+    daemon = start_daemon(
+        daemons,
         bootstrap,
-        topics=source,
-        output=output,
-        dead=dead,
+        source,
+        output,
+        dead,
+        *BATCHING,
         group="g-outage",
-        extra=(f"--max-batch={MAX_BATCH}", "--max-wait-ms=100"),
         log_path=tmp_path / "d.log",
-    ).start()
-    daemons.append(daemon)
+    )
     daemon.wait_ready()
     produce(bootstrap, source, packets[:60], 2)
     time.sleep(0.5)  # the daemon is busy with the first half
