@@ -152,13 +152,13 @@ class CheckpointLoop:
             for item, encoded in outputs:
                 self._sink.send(item, encoded)
             for letter in dead:
-                self._dead_letters.send(letter)
+                self._send_dead_letter(letter)
             try:
                 self._sink.wait_for_acks(beat=self._heartbeat.beat, deadline=self._stop_deadline)
                 for item, reason, error in self._sink.take_rejected():
                     # Refused for good (e.g. too large): dead-letter it rather than retry.
                     letter = DeadLetter(item.message, "produce", reason, error)
-                    self._dead_letters.send(letter)
+                    self._send_dead_letter(letter)
                     dead.append(letter)
                     outputs = [(i, e) for i, e in outputs if i is not item]
                 self._dead_letters.wait_for_acks(
@@ -177,6 +177,18 @@ class CheckpointLoop:
             self._source.commit(batch)
         self._metrics.last_batch_timestamp.set(time.time())
         self._count(batch, dead, [item for item, _ in outputs])
+
+    def _send_dead_letter(self, letter: DeadLetter) -> None:
+        source = letter.message
+        log.warning(
+            "dead letter %s[%d]@%d at %s: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            letter.stage,
+            letter.error,  # it names the reason, the field (if any) and why
+        )
+        self._dead_letters.send(letter)
 
     def _classifier_time(self, name: str, seconds: float) -> None:
         self._metrics.classifier_duration.labels(name).observe(seconds)

@@ -126,7 +126,7 @@ def _classify_or_split(
         if len(subset) == 1:
             failed[indices[0]] = _dead(subset[0], classifier, exc)
             return
-        log.info(
+        log.debug(
             "%s failed on %d alerts (%s); retrying in halves", classifier.name, len(subset), exc
         )
     middle = len(subset) // 2

@@ -88,3 +88,19 @@ def test_demo_prints_a_summary(tmp_path: Path, capsys) -> None:
     assert "packets in              40" in out
     assert "dead letters" in out
     assert list((tmp_path / "annotated").glob("*.avro"))
+
+
+def test_every_dead_letter_is_logged_with_where_and_why(
+    night: Path, tmp_path: Path, caplog
+) -> None:
+    caplog.set_level("WARNING", logger="stampflow.stream.checkpoint")
+    code = main([
+        "run", f"--archive={night / 'alerts.tar.gz'}", f"--output-dir={tmp_path / 'out'}",
+        f"--dead-letter-dir={tmp_path / 'dead'}", "--classifiers=", "--metrics-port=0",
+    ])  # fmt: skip
+    assert code == 0
+    index = [json.loads(x) for x in (tmp_path / "dead" / "index.jsonl").read_text().splitlines()]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter")]
+    assert len(logged) == len(index) > 0
+    for entry, line in zip(index, logged, strict=True):
+        assert f"@{entry['offset']} at {entry['stage']}: {entry['reason']}" in line
