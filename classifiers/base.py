@@ -14,9 +14,9 @@ class Classifier(Protocol):
     """A model the daemon runs on micro-batches.
 
     ``classify`` receives only the alerts for which ``applies_to`` is true and returns one
-    ``Annotation`` per alert, in order. It raises ``stampflow.schemas.errors.PacketError``
-    for an alert whose input is unusable only when it cannot skip that one alert; the
-    pipeline then retries the batch alert by alert and dead-letters the failing ones.
+    ``Annotation`` per alert, in order. When an alert's input is unusable it raises
+    ``stampflow.schemas.errors.PacketError`` naming that alert; the pipeline then retries
+    the batch in halves, down to single alerts, and dead-letters only the failing ones.
     """
 
     name: str

@@ -7,8 +7,6 @@ Both split the work in two steps the checkpoint loop times separately: ``encode`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import IO, Any, Protocol
 from fastavro import parse_schema
 from fastavro.write import Writer
 
+from stampflow.schemas.alert import Alert
 from stampflow.schemas.encode import OutputEncoder
 from stampflow.stream.kafka_producer import AckingProducer
 from stampflow.stream.messages import AnnotatedAlert
@@ -123,7 +122,7 @@ class AvroFileSink:
     """Appends annotated alerts to Avro container files in ``directory``, one per output schema.
 
     Full records keep the input's writer schema, so a night mixing ZTF schema versions gives
-    one file per version (``annotated-full-<schema fingerprint>.avro``); any Avro reader
+    one file per version (``annotated-full-<writer schema fingerprint>.avro``); any Avro reader
     opens them. Files are appended to across runs.
     """
 
@@ -146,27 +145,22 @@ class AvroFileSink:
         self._encoder = encoder or OutputEncoder()
         self._codec = codec
         self._writers: dict[str, tuple[IO[bytes], Writer]] = {}
-        # id(schema) -> (schema, fingerprint); the schema is held so its id is not reused.
-        self._fingerprints: dict[int, tuple[dict[str, Any], str]] = {}
         self._unflushed: list[AnnotatedAlert] = []
 
     @property
     def files(self) -> list[Path]:
         return sorted(self.directory.glob(f"annotated-{self._mode}-*.avro"))
 
-    def encode(self, item: AnnotatedAlert) -> tuple[dict[str, Any], dict[str, Any]]:
-        schema = self._encoder.schema_for(item.alert, self._mode)
-        record = self._encoder.record(
+    def encode(self, item: AnnotatedAlert) -> dict[str, Any]:
+        return self._encoder.record(
             item.alert,
             list(item.annotations),
             mode=self._mode,
             processing_time_ms=item.processing_time_ms,
         )
-        return schema, record
 
-    def send(self, item: AnnotatedAlert, encoded: tuple[dict[str, Any], dict[str, Any]]) -> None:
-        schema, record = encoded
-        self._writer_for(schema).write(record)
+    def send(self, item: AnnotatedAlert, encoded: dict[str, Any]) -> None:
+        self._writer_for(item.alert).write(encoded)
         self._unflushed.append(item)
 
     def wait_for_acks(self, *, beat: Callable[[], None], deadline: float | None) -> None:
@@ -187,21 +181,16 @@ class AvroFileSink:
             handle.close()
         self._writers.clear()
 
-    def _writer_for(self, schema: dict[str, Any]) -> Writer:
-        cached = self._fingerprints.get(id(schema))
-        if cached is not None and cached[0] is schema:
-            fingerprint = cached[1]
-        else:
-            canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
-            fingerprint = hashlib.sha256(canonical).hexdigest()[:12]
-            if len(self._fingerprints) > 256:  # encoders that build a new dict per call
-                self._fingerprints.clear()
-            self._fingerprints[id(schema)] = (schema, fingerprint)
-        entry = self._writers.get(fingerprint)
+    def _writer_for(self, alert: Alert) -> Writer:
+        # A full record's schema is the input's writer schema plus the stampflow field, so the
+        # writer schema's fingerprint names its file; slim records share one schema.
+        key = alert.writer_schema.fingerprint[:12] if self._mode == "full" else "slim"
+        entry = self._writers.get(key)
         if entry is None:
-            path = self.directory / f"annotated-{self._mode}-{fingerprint}.avro"
+            path = self.directory / f"annotated-{self._mode}-{key}.avro"
+            schema = self._encoder.schema_for(alert, self._mode)
             # "a+b": fastavro reads the existing header and appends blocks under it.
             handle = path.open("a+b")
             writer = Writer(handle, parse_schema(schema), codec=self._codec)
-            entry = self._writers[fingerprint] = (handle, writer)
+            entry = self._writers[key] = (handle, writer)
         return entry[1]
