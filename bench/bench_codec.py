@@ -21,12 +21,12 @@ import fastavro
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
+from stampflow.schemas.alert import STAMP_FIELDS
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.encode import OutputEncoder
 
 PACKETS = Path(__file__).resolve().parents[1].parent / "shared" / "alerts" / "ztf"
-STAMPS = ("science", "template", "difference")
 ANNOTATIONS = [
     Annotation("blend", "1.0.0", "single", {"single": 0.9, "blend": 0.1}, 0.02, False),
     Annotation("morphology", "1.0.0", "spiral", {"spiral": 0.7, "shell": 0.3}, 0.4, True),
@@ -51,7 +51,7 @@ def _decode(data: bytes) -> object:
 
 def _decode_with_stamps(data: bytes) -> object:
     alert = decode_packet(data).alerts[0]
-    return [alert.stamp(which) for which in STAMPS if alert.has_stamp(which)]
+    return [alert.stamp(which) for which in STAMP_FIELDS if alert.has_stamp(which)]
 
 
 def _fastavro_reader(data: bytes) -> object:
@@ -61,8 +61,8 @@ def _fastavro_reader(data: bytes) -> object:
 def _fastavro_astropy(data: bytes) -> object:
     record = next(iter(fastavro.reader(io.BytesIO(data))))
     return [
-        fits.getdata(io.BytesIO(gzip.decompress(record[f"cutout{which.title()}"]["stampData"])))
-        for which in STAMPS
+        fits.getdata(io.BytesIO(gzip.decompress(record[field]["stampData"])))
+        for field in STAMP_FIELDS.values()
     ]
 
 

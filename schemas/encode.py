@@ -77,22 +77,7 @@ class OutputEncoder:
     ) -> dict[str, Any]:
         """The output record as a dict (``encode_many`` writes such records far faster)."""
         _check_mode(mode)
-        info = {
-            "stampflowVersion": self.stampflow_version,
-            "processingTimeMs": float(processing_time_ms),
-            "annotations": [_annotation(item) for item in annotations],
-        }
-        if mode == "full":
-            return {**alert.record, STAMPFLOW_FIELD: info}
-        return {
-            "objectId": alert.object_id,
-            "candid": alert.candid,
-            "ra": alert.ra,
-            "dec": alert.dec,
-            "jd": alert.jd,
-            "fid": alert.fid,
-            STAMPFLOW_FIELD: info,
-        }
+        return _record(alert, mode, self._block(annotations, processing_time_ms))
 
     def encode(
         self,
@@ -149,18 +134,29 @@ class OutputEncoder:
         mode: str,
         processing_time_ms: float,
     ) -> None:
-        record = self.record(alert, annotations, mode=mode, processing_time_ms=processing_time_ms)
+        block = self._block(annotations, processing_time_ms)
+        if output.splice and alert.record_bytes is not None:
+            body.write(alert.record_bytes)
+            body.write(UNION_BRANCH_1)
+            schema, value = self._info, block
+        else:
+            schema, value = output.parsed, _record(alert, mode, block)
         try:
-            if output.splice and alert.record_bytes is not None:
-                body.write(alert.record_bytes)
-                body.write(UNION_BRANCH_1)
-                fastavro.schemaless_writer(body, self._info, record[STAMPFLOW_FIELD])
-            else:
-                fastavro.schemaless_writer(body, output.parsed, record)
+            fastavro.schemaless_writer(body, schema, value)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise PacketError(
                 "encode_failed", f"alert {alert.object_id}/{alert.candid} does not encode: {exc}"
             ) from exc
+
+    def _block(
+        self, annotations: Sequence[Annotation], processing_time_ms: float
+    ) -> dict[str, Any]:
+        """The ``stampflow`` field's value."""
+        return {
+            "stampflowVersion": self.stampflow_version,
+            "processingTimeMs": float(processing_time_ms),
+            "annotations": [_annotation(item) for item in annotations],
+        }
 
     def _output(self, alert: Alert, mode: str) -> _Output:
         _check_mode(mode)
@@ -202,6 +198,20 @@ def _full_schema(writer: dict[str, Any]) -> dict[str, Any]:
 def _prepare(schema: dict[str, Any], *, splice: bool) -> _Output:
     header = header_prefix(json.dumps(schema, separators=(",", ":")).encode())
     return _Output(schema, fastavro.parse_schema(schema), header, splice)
+
+
+def _record(alert: Alert, mode: str, block: dict[str, Any]) -> dict[str, Any]:
+    if mode == "full":
+        return {**alert.record, STAMPFLOW_FIELD: block}
+    return {
+        "objectId": alert.object_id,
+        "candid": alert.candid,
+        "ra": alert.ra,
+        "dec": alert.dec,
+        "jd": alert.jd,
+        "fid": alert.fid,
+        STAMPFLOW_FIELD: block,
+    }
 
 
 def _annotation(item: Annotation) -> dict[str, Any]:

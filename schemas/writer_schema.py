@@ -25,7 +25,7 @@ class WriterSchema:
 
     schema: dict[str, Any]
     parsed: Any  # fastavro's parsed schema, fed to schemaless_reader
-    fingerprint: str  # sha256 of the schema JSON: the encoder caches output schemas by it
+    fingerprint: str  # sha256 of the schema JSON as written: one per distinct schema
     fullname: str
     version: str | None  # the schema's own "version" attribute, when it has one
 
