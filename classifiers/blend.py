@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stampflow.classifiers.blend_gp import BlendGP, GPHyperparameters
-from stampflow.classifiers.bundle import SHIPPED_MODELS, BundleError, load_bundle
+from stampflow.classifiers.bundle import BundleError, load_model_bundle
 from stampflow.classifiers.stamp_preprocess import (
     Embedding,
     PreprocessConfig,
@@ -106,6 +106,10 @@ class BlendModel:
     def predict_crops(self, crops: np.ndarray) -> BlendPrediction:
         """Predict prepared crops (n, crop, crop) from ``prepare_stamps``."""
         mean, variance = self.gp.predict(features_from_crops(crops, self.prep, self.embedding))
+        return self.predict_posterior(mean, variance)
+
+    def predict_posterior(self, mean: np.ndarray, variance: np.ndarray) -> BlendPrediction:
+        """Calibrate and flag a GP posterior (mean, variance) already computed."""
         return BlendPrediction(mean, variance, self.calibration(mean), self.rule(mean, variance))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -162,9 +166,7 @@ class BlendClassifier:
     @classmethod
     def load(cls, model_dir: Path | None = None) -> BlendClassifier:
         """Load a bundle (default: the one shipped in ``classifiers/models/blend``)."""
-        bundle = load_bundle(Path(model_dir) if model_dir else SHIPPED_MODELS / NAME)
-        if bundle.name != NAME:
-            raise BundleError(f"bundle {model_dir} holds model {bundle.name!r}, not {NAME!r}")
+        bundle = load_model_bundle(NAME, model_dir)
         return cls(
             BlendModel.from_arrays(bundle.arrays, bundle.config), bundle.version, bundle.sha256
         )
@@ -176,19 +178,12 @@ class BlendClassifier:
         """One annotation per alert, in order, from one vectorised prediction.
 
         Every stamp is decoded and checked before any model work; a broken one raises the
-        ``PacketError`` naming that alert, so the pipeline's alert-by-alert retry costs
-        little and dead-letters only the broken alert.
+        ``PacketError`` naming that alert, so the pipeline's retry (in halves, down to
+        single alerts) costs little and dead-letters only the broken alert.
         """
-        stamps = [self._stamp(alert) for alert in alerts]
-        if not stamps:
+        if not alerts:
             return []
-        crops = np.empty((len(stamps), self.model.prep.crop, self.model.prep.crop), np.float32)
-        for i, (alert, stamp) in enumerate(zip(alerts, stamps, strict=True)):
-            try:
-                crops[i] = prepare_stamps([stamp], self.model.prep, field=STAMP_FIELD)[0]
-            except PacketError as exc:
-                raise PacketError(exc.reason, _who(alert) + exc.detail, field=STAMP_FIELD) from exc
-        pred = self.model.predict_crops(crops)
+        pred = self.model.predict_crops(np.stack([self._crop(alert) for alert in alerts]))
         return [
             Annotation(
                 classifier=NAME,
@@ -204,13 +199,10 @@ class BlendClassifier:
             for i in range(len(alerts))
         ]
 
-    @staticmethod
-    def _stamp(alert: Alert) -> np.ndarray:
+    def _crop(self, alert: Alert) -> np.ndarray:
+        """The alert's prepared template crop, or a ``PacketError`` naming the alert."""
         try:
-            return alert.stamp(STAMP_KIND)
+            return prepare_stamps([alert.stamp(STAMP_KIND)], self.model.prep, field=STAMP_FIELD)[0]
         except PacketError as exc:
-            raise PacketError(exc.reason, _who(alert) + exc.detail, field=STAMP_FIELD) from exc
-
-
-def _who(alert: Alert) -> str:
-    return f"alert {alert.object_id} candid {alert.candid}: "
+            who = f"alert {alert.object_id} candid {alert.candid}: "
+            raise PacketError(exc.reason, who + exc.detail, field=STAMP_FIELD) from exc

@@ -97,3 +97,12 @@ def load_bundle(directory: Path) -> Bundle:
         metrics=manifest.get("metrics", {}),
         extra=manifest.get("extra", {}),
     )
+
+
+def load_model_bundle(name: str, model_dir: Path | None = None) -> Bundle:
+    """The bundle of model ``name`` in ``model_dir`` (default: the one shipped with stampflow)."""
+    directory = Path(model_dir) if model_dir else SHIPPED_MODELS / name
+    bundle = load_bundle(directory)
+    if bundle.name != name:
+        raise BundleError(f"bundle {directory} holds model {bundle.name!r}, not {name!r}")
+    return bundle

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stampflow.classifiers.bundle import SHIPPED_MODELS, BundleError, load_bundle
+from stampflow.classifiers.bundle import BundleError, load_model_bundle
 from stampflow.classifiers.morphology_net import (
     INPUT_SIZE,
     MorphologyNet,
@@ -61,6 +61,12 @@ def to_grid(stamp: np.ndarray, pixel_scale: float, size: int = INPUT_SIZE) -> np
     return _centre(image, size)
 
 
+def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy of each row of (n, classes) probabilities, divided by its maximum: in [0, 1]."""
+    p = np.clip(probabilities, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])
+
+
 def _centre(image: np.ndarray, size: int) -> np.ndarray:
     out = np.full((size, size), np.nan, dtype=np.float32)
     h, w = image.shape
@@ -98,7 +104,7 @@ class MorphologyClassifier:
     @classmethod
     def load(cls, model_dir: Path | None = None) -> MorphologyClassifier:
         """Load a bundle (default: the shipped one); weights from safetensors, never pickle."""
-        bundle = load_bundle(Path(model_dir) if model_dir else SHIPPED_MODELS / NAME)
+        bundle = load_model_bundle(NAME, model_dir)
         try:
             extra = bundle.extra
             model = arrays_to_model(bundle.arrays, NetConfig.from_dict(extra["net"]))
@@ -153,8 +159,7 @@ class MorphologyClassifier:
         if not alerts:
             return []
         probabilities = self.probabilities(np.stack([self.stamps_of(a) for a in alerts]))
-        p = np.clip(probabilities, 1e-12, 1.0)
-        entropy = -(p * np.log(p)).sum(axis=1) / np.log(len(self.labels))
+        entropy = normalised_entropy(probabilities)
         return [
             Annotation(
                 classifier=self.name,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from stampflow.classifiers.blend import (
     LABELS,
     NAME,
+    STAMP_FIELD,
     AmbiguityRule,
     BlendModel,
     BlendPrediction,
@@ -124,15 +125,16 @@ def fit_gp(
     normalised = normalise(train.crops, prep)
     embedding = Embedding.fit(normalised, prep.pca_components, whiten=prep.whiten)
     features = embedding.transform(normalised)
+    targets = signed(train.labels)
     hyper = fit_hyperparameters(
         features,
-        signed(train.labels),
+        targets,
         nn_count=config.nn_count,
         batch_count=config.opt_batch,
         smoothness=config.smoothness,
         seed=config.seed,
     )
-    return embedding, BlendGP(features, signed(train.labels), hyper)
+    return embedding, BlendGP(features, targets, hyper)
 
 
 def fit_calibration(mean: np.ndarray, labels: np.ndarray) -> Calibration:
@@ -213,7 +215,7 @@ def train_model(config: TrainConfig, splits: Splits) -> TrainedBlend:
         val.mean, val.variance, splits.val.labels, config.target_accuracy, config.max_flagged
     )
     model = BlendModel(config.prep, embedding, gp, calibration, rule)
-    val_metrics = evaluate(model.predict_crops(splits.val.crops), splits.val.labels)
+    val_metrics = evaluate(model.predict_posterior(val.mean, val.variance), splits.val.labels)
     test_metrics = evaluate(model.predict_crops(splits.test.crops), splits.test.labels)
     return TrainedBlend(model, val_metrics, test_metrics)
 
@@ -229,7 +231,7 @@ def save_trained(trained: TrainedBlend, config: TrainConfig, out_dir: Path) -> P
         arrays=trained.model.arrays(),
         config=manifest_config,
         metrics={"validation": trained.val_metrics, "test": trained.test_metrics},
-        extra={"labels": list(LABELS), "stamp": "cutoutTemplate"},
+        extra={"labels": list(LABELS), "stamp": STAMP_FIELD},
     )
     return Path(out_dir)
 

@@ -21,7 +21,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix, f1_score, silhouette_samples
 
 from stampflow.classifiers.bundle import SHIPPED_MODELS, load_bundle
-from stampflow.classifiers.morphology import MorphologyClassifier
+from stampflow.classifiers.morphology import MorphologyClassifier, normalised_entropy
 from stampflow.classifiers.morphology_net import MorphologyNet, preprocess
 from stampflow.training.calibration import expected_calibration_error, plot_reliability
 from stampflow.training.morphology_augment import AugmentConfig
@@ -89,8 +89,7 @@ def _calibration_row(
     name: str, probabilities: np.ndarray, labels: np.ndarray, threshold: float
 ) -> list[Any]:
     """ECE, then the share flagged ambiguous and the accuracy on each side of the flag."""
-    p = np.clip(probabilities, 1e-12, 1.0)
-    flagged = -(p * np.log(p)).sum(1) / np.log(p.shape[1]) > threshold
+    flagged = normalised_entropy(probabilities) > threshold
     correct = probabilities.argmax(1) == labels
     return [
         name,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stampflow.classifiers.bundle import Bundle, save_bundle
+from stampflow.classifiers.morphology import normalised_entropy
 from stampflow.classifiers.morphology_net import (
     MorphologyNet,
     NetConfig,
@@ -85,11 +86,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     optimiser.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
-
-
-def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
-    p = np.clip(probabilities, 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

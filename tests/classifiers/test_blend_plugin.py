@@ -93,7 +93,7 @@ def test_a_broken_template_names_its_alert_and_spares_the_rest(plugin):
     assert info.value.reason == "bad_stamp"
     assert info.value.field == "cutoutTemplate"
     assert "ZTF26test2" in str(info.value)
-    # The pipeline's alert-by-alert retry: the good alert still gets its annotation.
+    # The pipeline's retry in halves: the good alert still gets its annotation.
     assert plugin.classify([good])[0].label in ("single", "blend")
     all_nan = decode_alert(_packet(3, np.full((63, 63), np.nan, dtype=np.float32)))
     with pytest.raises(PacketError, match="ZTF26test3"):
