@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 # Test modules import the broker helper as `kafka_broker` (the tests folder is no package).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +32,20 @@ def shared_alerts() -> Path:
     if not (SHARED_ALERTS / "ztf").is_dir():
         pytest.skip(f"real alert packets not found at {SHARED_ALERTS} (../shared/alerts)")
     return SHARED_ALERTS
+
+
+@contextmanager
+def _local_kafka(workdir: Path) -> Iterator[LocalKafka]:
+    """A started local broker, stopped on exit; one that cannot start fails the test."""
+    broker = LocalKafka(workdir)
+    try:
+        broker.start()
+    except KafkaUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def _docker_engine_answers() -> bool:
@@ -59,15 +75,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
-    try:
-        broker.start()
-    except KafkaUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+    with _local_kafka(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
@@ -76,22 +85,13 @@ def restartable_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
 
     Its ports and data directory stay the same across restarts. Stopped after the test.
     """
-    broker = LocalKafka(tmp_path / "kafka")
-    try:
-        broker.start()
-    except KafkaUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+    with _local_kafka(tmp_path / "kafka") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str):
     """An AdminClient connected to the session broker."""
-    from confluent_kafka.admin import AdminClient
-
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
 
 

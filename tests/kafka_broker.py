@@ -62,10 +62,6 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "kafka.log"
-
     def _options(self) -> list[str]:
         return ["--dir", str(self.workdir)]
 
@@ -112,12 +108,6 @@ class LocalKafka:
             [str(KAFKA_SH), "status", *self._options()], capture_output=True, text=True
         )
         return done.returncode == 0
-
-    def __enter__(self) -> LocalKafka:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout_s: float = 30) -> str:

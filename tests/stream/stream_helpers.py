@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka_broker import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from stampflow.training.synth import synthesise
@@ -27,12 +27,6 @@ def good_packets(n: int, seed: int = 7) -> list[bytes]:
     return [
         packet for _name, packet, _row in synthesise(n, seed, broken_fraction=0.0, progress=False)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def produce(
