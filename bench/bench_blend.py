@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_blend.py [--model-dir DIR] [--repeats 3]
 
-Alerts are simulated ZTF packets (``training.blend_sim.ztf_cutouts``) decoded by the codec
+Alerts are simulated ZTF packets (``training.blend.sim.ztf_cutouts``) decoded by the codec
 before timing; the timed ``classify`` call includes the template stamp's decoding (gzip
 FITS), preprocessing, the PCA embedding and the MuyGPs neighbour search, mean and variance.
 A second timing on the same alerts shows the cost with stamps already decoded and cached.
@@ -22,11 +22,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from stampflow.classifiers.blend import BlendClassifier  # noqa: E402
+from stampflow.classifiers.blend.plugin import BlendClassifier  # noqa: E402
 from stampflow.schemas.codec import decode_alert  # noqa: E402
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet  # noqa: E402
 from stampflow.schemas.stamps import encode_stamp  # noqa: E402
-from stampflow.training.blend_sim import ztf_cutouts  # noqa: E402
+from stampflow.training.blend.sim import ztf_cutouts  # noqa: E402
 
 
 def packets(n: int, seed: int) -> list[bytes]:

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from stampflow.classifiers.morphology import MorphologyClassifier
+from stampflow.classifiers.morphology.plugin import MorphologyClassifier
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
-from stampflow.training.morphology_sim import multiband_record, simulate
+from stampflow.training.morphology.sim import multiband_record, simulate
 
 BATCH = 64
 

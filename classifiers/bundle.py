@@ -1,24 +1,40 @@
-"""Model bundles on disk: plain arrays in safetensors plus a JSON manifest. No pickle anywhere.
+"""Model bundles on disk: plain arrays in safetensors plus a typed JSON manifest. No pickle.
 
-A bundle is a directory holding ``weights.safetensors`` and ``manifest.json``. The manifest
-records the model name and version, the sha256 of the weights file, the training config and
-the validation metrics, so a loaded model can be traced to the command that produced it.
+A bundle is a directory holding ``weights.safetensors`` and ``manifest.json``. Every model's
+manifest has the same layout::
+
+    {"format": 1, "name": "blend", "version": "1.0.0",
+     "weights": "weights.safetensors", "sha256": "<of the weights file>",
+     "serving":  {"spec": {...}, ...},   # what predict needs: the model's typed serving settings
+     "training": {...},                  # the training config that produced it (provenance)
+     "metrics":  {...}}                  # what that run measured
+
+``serving`` is read back into the model's frozen serving dataclass (whose ``spec`` field is
+the model's ``ClassifierSpec``); every problem (a missing directory or file, bad JSON, a
+missing or mistyped key, a checksum or model-name mismatch, a missing array, a spec whose
+input contract differs from the code's) is one ``BundleError`` line naming the file and key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
+
+from stampflow.classifiers.base import ClassifierSpec
+from stampflow.classifiers.typed import TypedError, from_dict, to_dict
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
-SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
+FORMAT = 1
+
+S = TypeVar("S")
 
 
 class BundleError(RuntimeError):
@@ -26,14 +42,53 @@ class BundleError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Bundle:
+class Manifest:
     name: str
     version: str
-    arrays: dict[str, np.ndarray]
     sha256: str
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any]
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    weights: str = WEIGHTS
+    format: int = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.format != FORMAT:
+            raise ValueError(
+                f"format {self.format} is not supported (this stampflow reads {FORMAT})"
+            )
+        if "/" in self.weights or self.weights.startswith("."):
+            raise ValueError(f"weights must be a file name in the bundle, got {self.weights!r}")
+
+
+@dataclass(frozen=True)
+class Bundle(Generic[S]):
+    directory: Path
+    manifest: Manifest
+    serving: S
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    def array(self, key: str) -> np.ndarray:
+        """One weights array, or a ``BundleError`` naming the file and the missing key."""
+        try:
+            return self.arrays[key]
+        except KeyError:
+            raise BundleError(
+                f"{self.directory / self.manifest.weights}: array {key!r} missing "
+                f"(has {', '.join(sorted(self.arrays)) or 'none'})"
+            ) from None
 
 
 def sha256_of(path: Path) -> str:
@@ -47,62 +102,78 @@ def sha256_of(path: Path) -> str:
 def save_bundle(
     directory: Path,
     *,
-    name: str,
     version: str,
+    serving: Any,
     arrays: dict[str, np.ndarray],
-    config: dict[str, Any],
+    training: Any,
     metrics: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-) -> Bundle:
-    """Write ``arrays`` and a manifest to ``directory``; returns the bundle as loaded back."""
+) -> Path:
+    """Write ``arrays`` and the manifest to ``directory``. ``serving`` is the model's serving
+    dataclass (its ``spec`` names the model); ``training`` its training config."""
+    spec = serving.spec
+    if not isinstance(spec, ClassifierSpec):
+        raise TypeError(f"serving.spec must be a ClassifierSpec, got {type(spec).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(weights))
-    manifest = {
-        "name": name,
-        "version": version,
-        "weights": WEIGHTS,
-        "sha256": sha256_of(weights),
-        "config": config,
-        "metrics": metrics,
-        "extra": extra or {},
-    }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return load_bundle(directory)
+    manifest = Manifest(
+        name=spec.name,
+        version=version,
+        sha256=sha256_of(weights),
+        serving=to_dict(serving),
+        training=to_dict(training),
+        metrics=to_dict(metrics),
+    )
+    text = json.dumps(to_dict(manifest), indent=2, sort_keys=True) + "\n"
+    (directory / MANIFEST).write_text(text)
+    return directory
 
 
-def load_bundle(directory: Path) -> Bundle:
-    """Read a bundle, checking the weights against the manifest's sha256."""
+def load_bundle(directory: Path, serving_type: type[S], spec: ClassifierSpec) -> Bundle[S]:
+    """Read and check the bundle in ``directory`` of the model that ``spec`` describes."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise BundleError(f"model bundle {directory} {what}")
     if not manifest_path.is_file():
-        raise BundleError(f"no {MANIFEST} in model bundle {directory}")
-    manifest = json.loads(manifest_path.read_text())
-    weights = directory / manifest.get("weights", WEIGHTS)
-    if not weights.is_file():
-        raise BundleError(f"model bundle {directory} lacks its weights file {weights.name}")
-    actual = sha256_of(weights)
-    if actual != manifest.get("sha256"):
+        raise BundleError(f"{manifest_path}: missing (a bundle holds {MANIFEST} and {WEIGHTS})")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = from_dict(Manifest, raw)
+        serving = from_dict(serving_type, manifest.serving, "serving")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{manifest_path}: not JSON ({exc})") from None
+    except TypedError as exc:
+        raise BundleError(f"{manifest_path}: {exc}") from None
+    if manifest.name != spec.name:
         raise BundleError(
-            f"model bundle {directory}: {weights.name} has sha256 {actual}, "
-            f"manifest says {manifest.get('sha256')}"
+            f"{manifest_path}: name: holds model {manifest.name!r}, not {spec.name!r}"
         )
-    return Bundle(
-        name=manifest["name"],
-        version=manifest["version"],
-        arrays=load_file(str(weights)),
-        sha256=actual,
-        config=manifest.get("config", {}),
-        metrics=manifest.get("metrics", {}),
-        extra=manifest.get("extra", {}),
-    )
+    _check_spec(manifest_path, getattr(serving, "spec", None), spec)
+    weights = directory / manifest.weights
+    if not weights.is_file():
+        raise BundleError(f"{weights}: missing (named by {MANIFEST} key 'weights')")
+    actual = sha256_of(weights)
+    if actual != manifest.sha256:
+        raise BundleError(
+            f"{weights}: sha256 is {actual}, {MANIFEST} key 'sha256' says {manifest.sha256}"
+        )
+    try:
+        arrays = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{weights}: not a readable safetensors file ({exc})") from None
+    return Bundle(directory, manifest, serving, arrays)
 
 
-def load_model_bundle(name: str, model_dir: Path | None = None) -> Bundle:
-    """The bundle of model ``name`` in ``model_dir`` (default: the one shipped with stampflow)."""
-    directory = Path(model_dir) if model_dir else SHIPPED_MODELS / name
-    bundle = load_bundle(directory)
-    if bundle.name != name:
-        raise BundleError(f"bundle {directory} holds model {bundle.name!r}, not {name!r}")
-    return bundle
+def _check_spec(path: Path, found: Any, expected: ClassifierSpec) -> None:
+    """The bundle's input contract must be the one this code serves (its version may differ)."""
+    if not isinstance(found, type(expected)):
+        raise BundleError(f"{path}: serving.spec: missing")
+    for f in fields(expected):
+        if f.name != "version" and getattr(found, f.name) != getattr(expected, f.name):
+            raise BundleError(
+                f"{path}: serving.spec.{f.name}: the bundle was trained for "
+                f"{getattr(found, f.name)!r}, this stampflow serves {getattr(expected, f.name)!r}"
+            )

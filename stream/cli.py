@@ -20,8 +20,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("stampflow.stream.replay_cmd", "publish an archive of packets into a Kafka topic"),
     "demo": ("stampflow.stream.demo_cmd", "synthesise a night, classify it, print a summary"),
     "synth": ("stampflow.training.synth", "write an archive of synthetic ZTF-style packets"),
-    "train": ("stampflow.training.model_cmd", "train a shipped model (blend | morphology)"),
-    "study": ("stampflow.training.model_cmd", "write a study report (blend | morphology)"),
+    "train": (
+        "stampflow.training.model_cmd",
+        "train a model from its simulator (fixed seeds) into a bundle",
+    ),
+    "study": ("stampflow.training.model_cmd", "write a model's study report with its figures"),
 }
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from stampflow.classifiers.registry import KNOWN_CLASSIFIERS
+from stampflow.classifiers import registry
 
 ENV_PREFIX = "STAMPFLOW_"
 OUTPUT_MODES = ("full", "slim")
@@ -187,10 +187,10 @@ class DaemonConfig:
         if len(set(names)) != len(names):
             raise ConfigError("classifiers", f"a classifier is listed twice: {names}")
         for i, name in enumerate(names):
-            if name not in KNOWN_CLASSIFIERS:
-                raise ConfigError(
-                    f"classifiers[{i}]", f"unknown classifier {name!r}; known: {KNOWN_CLASSIFIERS}"
-                )
+            try:
+                registry.get(name)
+            except registry.RegistryError as exc:
+                raise ConfigError(f"classifiers[{i}]", str(exc)) from None
         if self.workers > 1 and not self.kafka_mode:
             raise ConfigError("workers", "several workers need Kafka input (a consumer group)")
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from importlib.resources import files
 from pathlib import Path
 
-from stampflow.classifiers.registry import KNOWN_CLASSIFIERS
+from stampflow.classifiers import registry
 from stampflow.stream.demo_score import score_run
 
 TRUTH_NAME = "truth.jsonl"  # written by `stampflow synth` beside its packets
 
 
 def shipped_classifiers() -> list[str]:
-    """Classifiers whose bundle ships in ``classifiers/models/<name>/``."""
-    models = files("stampflow.classifiers") / "models"
-    return [name for name in KNOWN_CLASSIFIERS if (models / name / "manifest.json").is_file()]
+    """Classifiers whose registry entry names a bundle that is installed."""
+    return [
+        name
+        for name, entry in registry.entries().items()
+        if entry.bundle is not None and (entry.bundle / "manifest.json").is_file()
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

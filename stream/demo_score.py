@@ -1,24 +1,20 @@
 """How many alerts of a synthetic night the classifiers got right, from its truth table.
 
-``stampflow synth`` writes ``truth.jsonl`` beside its packets; this reads it back with the
-annotated Avro files and the dead-letter index that ``stampflow run`` wrote in archive mode.
+``stampflow synth`` writes ``truth.jsonl`` beside its packets, each row holding the right
+label per classifier under ``answers``; this reads it back with the annotated Avro files and
+the dead-letter index that ``stampflow run`` wrote in archive mode. Any classifier with
+answers in the table is scored, with no per-model code here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fastavro
-
-# classifier -> the truth row's answer for it (None: the alert carries no truth for it)
-TRUTH_OF: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "blend": lambda row: row.get("label"),
-    "morphology": lambda row: (row.get("multiband") or {}).get("cls"),
-}
 
 
 @dataclass
@@ -52,9 +48,9 @@ def score_run(truth_path: Path, annotated_dir: Path, dead_dir: Path) -> list[str
     for path in sorted(annotated_dir.glob("*.avro")):
         with path.open("rb") as handle:
             for record in fastavro.reader(handle):
-                row = truth.get(record["candid"], {})
+                answers = truth.get(record["candid"], {}).get("answers") or {}
                 for note in (record.get("stampflow") or {}).get("annotations", []):
-                    answer = TRUTH_OF.get(note["classifier"], lambda _row: None)(row)
+                    answer = answers.get(note["classifier"])
                     if answer is None:
                         continue
                     score = scores.setdefault(note["classifier"], Score(note["classifier"]))

@@ -14,6 +14,7 @@ import sys
 
 from confluent_kafka import KafkaException
 
+from stampflow.classifiers.bundle import BundleError
 from stampflow.stream.archive_source import ArchiveError
 from stampflow.stream.config import ConfigError, DaemonConfig, load_config
 from stampflow.stream.summary import format_summary
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = run_worker(config)
-    except (ArchiveError, ConfigError, ValueError, OSError, KafkaException) as exc:
+    except (ArchiveError, BundleError, ConfigError, ValueError, OSError, KafkaException) as exc:
         print(f"stampflow run: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))

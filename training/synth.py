@@ -6,7 +6,7 @@ benchmarks stream these instead. Each packet is written with the codec's own inp
 stamps; a share of the packets is deliberately broken in several ways (``BROKEN_KINDS``)
 so the dead-letter path is exercised.
 
-The ZTF stamps come from the blend simulator (``blend_sim.ztf_cutouts``: single stars and
+The ZTF stamps come from the blend simulator (``blend.sim.ztf_cutouts``: single stars and
 blends in the template, a transient on top in the science image); ``multiband_records`` adds
 the morphology simulator's JWST cutouts (``cutoutMultiband``) to a share of the packets. The
 truth of both is written beside the packets, so a run can be scored.
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stampflow.schemas.container import read_header, read_long
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
 from stampflow.schemas.stamps import encode_stamp
-from stampflow.training.blend_sim import ztf_cutouts
+from stampflow.training.blend.sim import ztf_cutouts
 
 FIRST_JD = 2460500.65
 CANDID_BASE = 2_900_000_000_000_000_000
@@ -109,7 +109,7 @@ def multiband_records(seed: int, n: int, fraction: float) -> dict[int, tuple[dic
     """
     if fraction <= 0.0:
         return {}
-    from stampflow.training.morphology_sim import multiband_cutouts
+    from stampflow.training.morphology.sim import multiband_cutouts
 
     rng = np.random.default_rng([seed, 1])
     chosen = np.flatnonzero(rng.random(n) < fraction)
@@ -173,6 +173,11 @@ def synthesise(
             broken=kind,
             expected_reason=BROKEN_KINDS.get(kind) if kind else None,
             multiband=extra_truth,
+            # The right label per classifier (demo scoring reads this, by classifier name).
+            answers={
+                "blend": row["label"],
+                **({"morphology": extra_truth["cls"]} if extra_truth else {}),
+            },
         )
         out.append((f"{record['candid']}.avro", packet, row))
     return out

@@ -45,13 +45,13 @@ def _write_annotated(path: Path, notes_by_candid: dict[int, list[dict]]) -> None
 
 def test_scores_count_right_answers_and_caught_broken_packets(tmp_path: Path) -> None:
     truth = [
-        {"file": "1.avro", "candid": 1, "label": "blend", "multiband": {"cls": "shell"},
+        {"file": "1.avro", "candid": 1, "answers": {"blend": "blend", "morphology": "shell"},
          "broken": None, "expected_reason": None},
-        {"file": "2.avro", "candid": 2, "label": "single", "multiband": None,
+        {"file": "2.avro", "candid": 2, "answers": {"blend": "single"},
          "broken": None, "expected_reason": None},
-        {"file": "3.avro", "candid": 3, "label": "single", "multiband": None,
+        {"file": "3.avro", "candid": 3, "answers": {"blend": "single"},
          "broken": "truncated", "expected_reason": "truncated"},
-        {"file": "4.avro", "candid": 4, "label": "single", "multiband": None,
+        {"file": "4.avro", "candid": 4, "answers": {"blend": "single"},
          "broken": "empty", "expected_reason": "empty"},
     ]  # fmt: skip
     (tmp_path / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in truth))

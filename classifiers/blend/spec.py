@@ -1,0 +1,38 @@
+"""The blend model's spec: its labels and the input contract, defined once.
+
+Training (``stampflow.training.blend``) and its simulator import these; the bundle manifest
+carries them (``serving.spec``) and serving refuses a bundle trained for another contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stampflow.classifiers.base import ClassifierSpec
+
+
+@dataclass(frozen=True)
+class BlendSpec(ClassifierSpec):
+    cutout: str  # the alert field whose stamp is classified
+    stamp_kind: str  # ``Alert.stamp`` name of that cutout
+    pixel_scale_arcsec: float  # ZTF's pixels
+    stamp_size: int  # ZTF's cutout side; edge-cut stamps are smaller on one axis
+    # Real ZTF stamps mark some masked pixels with -FLT_MAX (-3.4e38) instead of NaN:
+    # any |value| at or above this is a masked pixel.
+    fill_sentinel: float
+    min_finite_fraction: float  # a stamp with fewer finite pixels is a ``bad_stamp``
+    min_side: int  # a stamp smaller than this on either side is a ``bad_stamp``
+
+
+SPEC = BlendSpec(
+    name="blend",
+    version="1.0.0",
+    labels=("single", "blend"),
+    cutout="cutoutTemplate",
+    stamp_kind="template",
+    pixel_scale_arcsec=1.01,
+    stamp_size=63,
+    fill_sentinel=1e30,
+    min_finite_fraction=0.25,
+    min_side=5,
+)

@@ -1,0 +1,149 @@
+"""The morphology classifier behind the daemon's ``Classifier`` interface.
+
+Applies to alerts carrying the ``cutoutMultiband`` extension with the four NIRCam filters
+the network was trained on. Each stamp is brought to the network's grid (``preprocess``),
+the batch runs through the CNN at once, and the temperature-scaled probabilities give the
+label, the uncertainty (entropy normalised to [0, 1]) and the ambiguous flag (entropy above
+a threshold chosen on validation data, see ``stampflow.training.morphology.train``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from stampflow.classifiers.bundle import BundleError, load_bundle
+from stampflow.classifiers.morphology import ENTRY
+from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, arrays_to_model
+from stampflow.classifiers.morphology.preprocess import preprocess, to_grid
+from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
+from stampflow.schemas.annotation import Annotation
+from stampflow.schemas.errors import PacketError
+
+if TYPE_CHECKING:
+    from stampflow.schemas.alert import Alert
+
+
+@dataclass(frozen=True)
+class MorphologyServing:
+    """The manifest's ``serving`` section: everything but the weights."""
+
+    spec: MorphologySpec
+    net: NetConfig
+    temperature: float
+    ambiguous_threshold: float
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.net.n_classes != len(self.spec.labels):
+            raise ValueError(
+                f"net.n_classes {self.net.n_classes} != {len(self.spec.labels)} labels"
+            )
+
+
+def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy of each row of (n, classes) probabilities, divided by its maximum: in [0, 1]."""
+    p = np.clip(probabilities, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])
+
+
+class MorphologyClassifier:
+    """The CNN with its calibration; ``load`` for a bundle, the constructor for training."""
+
+    name = SPEC.name
+    labels = SPEC.labels
+
+    def __init__(
+        self, model: MorphologyNet, serving: MorphologyServing, *, version: str, sha256: str
+    ) -> None:
+        self.model = model.eval()
+        self.serving = serving
+        self.version = version
+        self.sha256 = sha256
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None) -> MorphologyClassifier:
+        """Load a bundle; weights from safetensors, never pickle."""
+        bundle = load_bundle(model_dir or ENTRY.bundle, MorphologyServing, SPEC)
+        try:
+            model = arrays_to_model(bundle.arrays, bundle.serving.net)
+        except RuntimeError as exc:  # torch names the missing or misshapen tensors
+            first = str(exc).strip().splitlines()
+            raise BundleError(
+                f"{bundle.directory / bundle.manifest.weights}: does not fit serving.net: "
+                + " ".join(line.strip() for line in first[:3])
+            ) from None
+        return cls(model, bundle.serving, version=bundle.version, sha256=bundle.sha256)
+
+    @property
+    def temperature(self) -> float:
+        return self.serving.temperature
+
+    @property
+    def ambiguous_threshold(self) -> float:
+        return self.serving.ambiguous_threshold
+
+    def applies_to(self, alert: Alert) -> bool:
+        try:
+            multiband = alert.multiband
+        except PacketError:
+            return True  # broken extension: classify() reports it for this alert
+        return multiband is not None and set(SPEC.filters) <= set(multiband.filters)
+
+    def stamps_of(self, alert: Alert) -> np.ndarray:
+        """(4, 64, 64) float32 on the network grid, or PacketError naming the alert."""
+        who = f"alert {alert.object_id}/{alert.candid}"
+        try:
+            multiband = alert.multiband
+            if multiband is None:
+                raise PacketError("bad_stamp", "no multiband stamps", field=SPEC.cutout)
+            missing = set(SPEC.filters) - set(multiband.filters)
+            if missing:
+                raise PacketError(
+                    "bad_stamp", f"filters {sorted(missing)} missing", field=SPEC.cutout
+                )
+            planes = multiband.stamps()
+            index = [multiband.filters.index(f) for f in SPEC.filters]
+            return np.stack([to_grid(planes[i], multiband.pixel_scale[i]) for i in index])
+        except PacketError as exc:
+            raise PacketError(exc.reason, f"{who}: {exc.detail}", field=exc.field) from exc
+        except ValueError as exc:
+            raise PacketError("bad_stamp", f"{who}: {exc}", field=SPEC.cutout) from exc
+
+    def probabilities(self, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Calibrated class probabilities for (n, 4, 64, 64) stamps on the network grid."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(stamps), batch_size):
+                logits = self.model(preprocess(stamps[start : start + batch_size]))
+                out.append(torch.softmax(logits / self.temperature, dim=1).numpy())
+        if not out:
+            return np.zeros((0, len(self.labels)))
+        return np.concatenate(out).astype(np.float64)
+
+    def annotate(self, stamps: np.ndarray) -> list[Annotation]:
+        """Annotations for stamps on the network grid: what ``classify`` returns."""
+        probabilities = self.probabilities(stamps)
+        entropy = normalised_entropy(probabilities)
+        return [
+            Annotation(
+                classifier=self.name,
+                model_version=self.version,
+                label=self.labels[int(np.argmax(row))],
+                probabilities={label: float(v) for label, v in zip(self.labels, row, strict=True)},
+                uncertainty=float(h),
+                ambiguous=bool(h > self.ambiguous_threshold),
+            )
+            for row, h in zip(probabilities, entropy, strict=True)
+        ]
+
+    def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:
+        if not alerts:
+            return []
+        return self.annotate(np.stack([self.stamps_of(a) for a in alerts]))

@@ -1,0 +1,176 @@
+"""The morphology plugin on synthetic multiband packets, its grid resampling and bundle loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stampflow.classifiers.bundle import BundleError, save_bundle
+from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
+from stampflow.classifiers.morphology.plugin import MorphologyClassifier, MorphologyServing
+from stampflow.classifiers.morphology.preprocess import to_grid
+from stampflow.classifiers.morphology.spec import SPEC
+from stampflow.schemas.codec import decode_alert
+from stampflow.schemas.errors import PacketError
+from stampflow.schemas.packets import minimal_candidate, write_alert_packet
+from stampflow.schemas.stamps import encode_stamp
+from stampflow.training.morphology.sim import SimConfig, simulate
+
+FILTERS, CLASSES = SPEC.filters, SPEC.labels
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def _packet(candid: int, stamps: np.ndarray | None, *, scales=(0.063,) * 4, filters=FILTERS):
+    multiband = None
+    if stamps is not None:
+        multiband = {
+            "filters": list(filters),
+            "pixelScale": list(scales),
+            "stampData": [encode_stamp(plane) for plane in stamps],
+        }
+    record = {
+        "objectId": f"JWST{candid:05d}",
+        "candid": candid,
+        "candidate": minimal_candidate(candid=candid),
+        "cutoutMultiband": multiband,
+    }
+    return decode_alert(write_alert_packet(record))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> MorphologyClassifier:
+    return MorphologyClassifier.load()
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return simulate(60, seed=2024, config=SimConfig(balance=(1.0,) * 5))
+
+
+def test_shipped_model_classifies_multiband_packets(shipped, held_out):
+    alerts = [_packet(i, held_out.images[i]) for i in range(len(held_out.labels))]
+    assert all(shipped.applies_to(a) for a in alerts)
+    annotations = shipped.classify(alerts)
+    assert len(annotations) == len(alerts)
+    predicted = np.array([CLASSES.index(a.label) for a in annotations])
+    assert np.mean(predicted == held_out.labels) > 0.8
+    for annotation in annotations:
+        assert annotation.classifier == "morphology"
+        assert annotation.model_version == shipped.version
+        assert set(annotation.probabilities) == set(CLASSES)
+        assert math.isclose(sum(annotation.probabilities.values()), 1.0, rel_tol=1e-5)
+        assert max(annotation.probabilities, key=annotation.probabilities.get) == annotation.label
+        assert 0.0 <= annotation.uncertainty <= 1.0
+        assert annotation.ambiguous == (annotation.uncertainty > shipped.ambiguous_threshold)
+
+
+def test_native_f200w_stamp_is_binned_onto_the_grid(shipped, held_out):
+    # The extension stacks same-shape stamps: 128x128 covers 4" of F200W at its native
+    # 0.0315"/px and 8" of each long-wavelength band, whose centre is the network's grid.
+    stamps = held_out.images[:3]
+    alerts = []
+    for i, stack in enumerate(stamps):
+        native = np.repeat(np.repeat(stack[0], 2, axis=0), 2, axis=1)
+        wide = [np.pad(plane, 32, mode="reflect") for plane in stack[1:]]
+        alerts.append(_packet(i, np.stack([native, *wide]), scales=(0.0315, 0.063, 0.063, 0.063)))
+    on_grid = shipped.classify([_packet(i, stamps[i]) for i in range(3)])
+    from_native = shipped.classify(alerts)
+    for a, b in zip(on_grid, from_native, strict=True):
+        assert a.label == b.label
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+
+
+def test_filters_in_another_order_give_the_same_answer(shipped, held_out):
+    stamps = held_out.images[4]
+    reordered = _packet(1, stamps[::-1].copy(), filters=FILTERS[::-1])
+    assert shipped.classify([reordered])[0].probabilities == pytest.approx(
+        shipped.classify([_packet(2, stamps)])[0].probabilities, abs=1e-5
+    )
+
+
+def test_applies_only_to_alerts_with_the_nircam_bands(shipped, held_out):
+    assert not shipped.applies_to(_packet(1, None))
+    other = _packet(2, held_out.images[0][:3], scales=(0.063,) * 3, filters=FILTERS[:3])
+    assert not shipped.applies_to(other)
+    assert shipped.classify([]) == []
+
+
+def test_broken_multiband_stamp_raises_packet_error_naming_the_alert(shipped, held_out):
+    record = {
+        "objectId": "JWSTbroken",
+        "candid": 7,
+        "candidate": minimal_candidate(candid=7),
+        "cutoutMultiband": {
+            "filters": list(FILTERS),
+            "pixelScale": [0.063] * 4,
+            "stampData": [encode_stamp(p) for p in held_out.images[0][:3]] + [b"not gzip"],
+        },
+    }
+    alert = decode_alert(write_alert_packet(record))
+    assert shipped.applies_to(alert)
+    with pytest.raises(PacketError) as error:
+        shipped.classify([alert])
+    assert error.value.reason == "bad_stamp"
+    assert error.value.field == "cutoutMultiband"
+    assert "JWSTbroken" in str(error.value)
+
+
+def test_to_grid_block_averages_crops_and_pads():
+    fine = np.arange(128 * 128, dtype=np.float32).reshape(128, 128)
+    binned = to_grid(fine, 0.031)
+    assert binned.shape == (64, 64)
+    assert binned[0, 0] == pytest.approx(fine[:2, :2].mean())
+    edge_cut = to_grid(np.ones((63, 47), np.float32), 0.063)
+    assert edge_cut.shape == (64, 64)
+    assert np.isnan(edge_cut).sum() == 64 * 64 - 63 * 47
+    larger = to_grid(np.ones((80, 80), np.float32), 0.063)
+    assert not np.isnan(larger).any()
+    resampled = to_grid(np.ones((50, 50), np.float32), 0.08)  # 50 px of 0.08" -> ~63 px
+    assert np.isfinite(resampled).sum() == pytest.approx(63 * 63, rel=0.05)
+    with pytest.raises(ValueError):
+        to_grid(fine, 0.0)
+
+
+@pytest.fixture()
+def tiny_bundle(tmp_path):
+    config = NetConfig(stem=4, stages=(8,))
+    torch.manual_seed(0)
+    directory = tmp_path / "morphology"
+    save_bundle(
+        directory,
+        version="0.0-test",
+        serving=MorphologyServing(SPEC, config, temperature=1.5, ambiguous_threshold=0.5),
+        arrays=state_to_arrays(MorphologyNet(config)),
+        training={},
+        metrics={},
+    )
+    return directory
+
+
+def test_bundle_loads_without_pickle_and_refuses_tampered_weights(tiny_bundle):
+    weights = tiny_bundle / "weights.safetensors"
+    assert not weights.read_bytes().startswith(b"\x80")  # not a pickle stream
+    plugin = MorphologyClassifier.load(tiny_bundle)
+    assert plugin.version == "0.0-test" and plugin.temperature == 1.5
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        MorphologyClassifier.load(tiny_bundle)
+
+
+def test_bundle_with_mismatched_network_is_refused(tiny_bundle):
+    manifest = tiny_bundle / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["serving"]["net"]["stages"] = [16]
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="does not fit serving.net"):
+        MorphologyClassifier.load(tiny_bundle)

@@ -1,0 +1,103 @@
+"""Training the blend model end to end on a tiny simulated set, and its bundle."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from stampflow.classifiers.blend.model import AmbiguityRule
+from stampflow.classifiers.blend.plugin import BlendClassifier
+from stampflow.classifiers.bundle import MANIFEST, WEIGHTS, BundleError
+from stampflow.training.blend.train import (
+    TrainConfig,
+    choose_rule,
+    fit,
+    save,
+    simulate_splits,
+)
+
+TINY = TrainConfig(seed=5, n_train=1500, n_val=600, n_test=800, opt_batch=300)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    splits = simulate_splits(TINY)
+    trained = fit(TINY, splits)
+    out = save(trained, tmp_path_factory.mktemp("bundle") / "blend")
+    return splits, trained, out
+
+
+def test_tiny_model_beats_chance_by_a_wide_margin(tiny):
+    splits, trained, _ = tiny
+    majority = max(splits.test.labels.mean(), 1 - splits.test.labels.mean())
+    assert trained.test_metrics["accuracy"] > majority + 0.25
+    assert trained.test_metrics["roc_auc"] > 0.85
+    # The flag removes the least certain stamps: the rest are more often right.
+    assert trained.test_metrics["non_ambiguous_accuracy"] > trained.test_metrics["accuracy"]
+
+
+def test_splits_are_independent_and_reproducible():
+    small = TrainConfig(seed=5, n_train=100, n_val=100, n_test=100)
+    first, again = simulate_splits(small), simulate_splits(small)
+    np.testing.assert_array_equal(first.train.crops, again.train.crops)
+    np.testing.assert_array_equal(first.test.truth["snr"], again.test.truth["snr"])
+    assert not np.allclose(first.train.crops, first.val.crops)
+
+
+def test_bundle_loads_without_pickle_and_predicts_the_same(tiny, monkeypatch):
+    splits, trained, out = tiny
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model bundle must not be unpickled")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    loaded = BlendClassifier.load(out)
+    assert loaded.name == "blend" and loaded.labels == ("single", "blend")
+    assert len(loaded.sha256) == 64
+    again = loaded.model.predict_crops(splits.test.crops[:200])
+    first = trained.model.predict_crops(splits.test.crops[:200])
+    np.testing.assert_allclose(again.mean, first.mean, atol=1e-4)
+    np.testing.assert_array_equal(again.is_blend, first.is_blend)
+
+
+def test_manifest_traces_the_model_to_its_config_and_metrics(tiny):
+    _, _, out = tiny
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["name"] == "blend" and manifest["version"]
+    assert {"spec", "preprocess", "gp", "calibration", "ambiguity"} <= set(manifest["serving"])
+    assert manifest["serving"]["spec"]["cutout"] == "cutoutTemplate"
+    assert manifest["training"]["seed"] == TINY.seed
+    assert {"validation", "test"} <= set(manifest["metrics"])
+    assert 0.0 <= manifest["metrics"]["test"]["ece"] <= 1.0
+
+
+def test_tampered_weights_are_refused(tiny, tmp_path):
+    _, _, out = tiny
+    copy = tmp_path / "blend"
+    shutil.copytree(out, copy)
+    data = bytearray((copy / WEIGHTS).read_bytes())
+    data[-10] ^= 0xFF
+    (copy / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        BlendClassifier.load(copy)
+
+
+def test_rule_flags_the_uncertain_and_meets_the_target():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 4000)
+    signed = np.where(labels == 1, 1.0, -1.0)
+    margin = rng.uniform(0.0, 1.0, 4000)
+    # Small margins are coin flips, large ones are right.
+    wrong = rng.random(4000) < np.where(margin < 0.2, 0.5, 0.0)
+    mean = np.where(wrong, -signed, signed) * margin
+    rule = choose_rule(mean, np.full(4000, 0.01), labels, target=0.99, max_flagged=0.25)
+    flagged = rule(mean, np.full(4000, 0.01))
+    kept_correct = ((mean > 0) == (labels == 1))[~flagged]
+    assert kept_correct.mean() >= 0.99
+    assert 0.15 < flagged.mean() < 0.25
+    assert isinstance(rule, AmbiguityRule)

@@ -1,0 +1,1 @@
+"""Offline work for the blend classifier: ZTF template simulator, fitting, study."""

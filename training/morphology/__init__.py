@@ -1,0 +1,1 @@
+"""Offline work for the morphology CNN: NIRCam simulator, augmentation, training, study."""

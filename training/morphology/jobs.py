@@ -1,0 +1,18 @@
+"""The morphology model's jobs for ``stampflow train|study morphology`` (see
+``training/model_cmd.py``)."""
+
+from __future__ import annotations
+
+from stampflow.training.morphology.study import StudyConfig, study
+from stampflow.training.morphology.train import TrainConfig, save, summary, train
+
+TRAIN_PRESETS = {
+    "default": TrainConfig(),
+    "small": TrainConfig(n_train=1_500, n_val=400, epochs=3),
+}
+STUDY_PRESETS = {
+    "default": StudyConfig(),
+    "small": StudyConfig(n_test=500, n_hard=300, n_tsne=300, ablation=TRAIN_PRESETS["small"]),
+}
+
+__all__ = ["STUDY_PRESETS", "TRAIN_PRESETS", "save", "study", "summary", "train"]
