@@ -16,7 +16,7 @@ import os
 
 os.environ.setdefault("MUYGPYS_BACKEND", "numpy")
 
-from dataclasses import asdict, dataclass  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 from MuyGPyS.gp import MuyGPS  # noqa: E402
@@ -49,9 +49,6 @@ class GPHyperparameters:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def _model(smoothness: float, length_scale: float | Parameter, noise: float | Parameter) -> MuyGPS:

@@ -8,7 +8,7 @@ NIRCam bands on a common 64x64 grid at 0.063"/px), five logits.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,13 +34,6 @@ class NetConfig:
             raise ValueError(f"channel widths must be positive: {self}")
         if not 0.0 <= self.dropout < 1.0 or self.n_classes < 2 or self.se_reduction < 1:
             raise ValueError(f"invalid dropout, class count or SE reduction: {self}")
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "stages": list(self.stages)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> NetConfig:
-        return cls(**{**data, "stages": tuple(data["stages"])})  # type: ignore[arg-type]
 
 
 class SqueezeExcite(nn.Module):
