@@ -9,6 +9,10 @@ plus the encoded ``stampflow`` field: no re-encoding of the ~40 KB alert, and th
 alert is exactly what the survey sent (edits to ``Alert.record`` are not published). Slim
 output is ``slim.avsc``.
 
+``encode_record`` gives one record's bytes with the output schema they are written in
+(``EncodedRecord``): the Kafka sink publishes ``EncodedRecord.container()`` (what ``encode``
+returns), the file sink appends the record bytes as blocks under one header per schema.
+
 Errors: PacketError ``schema_conflict`` (the writer schema already defines stampflow's
 named types) and ``encode_failed`` (an annotation value Avro cannot hold).
 """
@@ -28,7 +32,7 @@ import fastavro
 from stampflow.schemas.alert import Alert
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.avsc import slim_schema, stampflow_info_schema
-from stampflow.schemas.container import encode_long, header_prefix, new_sync
+from stampflow.schemas.container import encode_long, header_prefix, new_sync, single_block
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.schema_repair import defined_names, repair_defaults
 from stampflow.schemas.writer_schema import CACHE_SIZE, WriterSchema, full_name
@@ -38,12 +42,36 @@ STAMPFLOW_FIELD = "stampflow"
 UNION_BRANCH_1 = encode_long(1)  # the stampflow field is ["null", StampflowInfo]
 
 
+SLIM_KEY = "slim"
+
+
 @dataclass(frozen=True, slots=True)
 class _Output:
     schema: dict[str, Any]
     parsed: Any
+    schema_json: bytes  # the schema as the container header holds it
     header_prefix: bytes  # the container header without its trailing sync marker
     splice: bool  # output record = input record bytes + stampflow field (see module doc)
+    key: str  # "slim", or the input writer schema's fingerprint (12 hex digits)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """One output record's Avro binary encoding and the output schema it is written in.
+
+    ``key`` names the output schema (one file per key in archive mode); records with equal
+    keys share ``schema_json`` and may be written as blocks under one container header.
+    """
+
+    key: str
+    schema_json: bytes
+    header_prefix: bytes  # a container header holding ``schema_json``, without its sync
+    record: bytes
+
+    def container(self, sync: bytes | None = None) -> bytes:
+        """One Avro object container holding the output schema and this one record."""
+        marker = new_sync() if sync is None else sync
+        return single_block(self.header_prefix + marker, marker, self.record)
 
 
 def _installed_version() -> str:
@@ -60,7 +88,7 @@ class OutputEncoder:
         self.stampflow_version = stampflow_version or _installed_version()
         # Keyed by the (cached, shared) WriterSchema object; bounded like the schema cache.
         self._full = lru_cache(maxsize=CACHE_SIZE)(_full_output)
-        self._slim = _prepare(slim_schema(), splice=False)
+        self._slim = _prepare(slim_schema(), splice=False, key=SLIM_KEY)
         self._info = fastavro.parse_schema(stampflow_info_schema())
 
     def schema_for(self, alert: Alert, mode: str) -> dict[str, Any]:
@@ -88,9 +116,23 @@ class OutputEncoder:
         processing_time_ms: float,
     ) -> bytes:
         """One Avro object container holding the output schema and one record."""
-        return self.encode_many(
-            [(alert, annotations)], mode=mode, processing_time_ms=processing_time_ms
-        )
+        return self.encode_record(
+            alert, annotations, mode=mode, processing_time_ms=processing_time_ms
+        ).container()
+
+    def encode_record(
+        self,
+        alert: Alert,
+        annotations: Sequence[Annotation],
+        *,
+        mode: str = "full",
+        processing_time_ms: float,
+    ) -> EncodedRecord:
+        """The output record's bytes, with the schema they are written in."""
+        output = self._output(alert, mode)
+        body = io.BytesIO()
+        self._write_record(body, output, alert, annotations, mode, processing_time_ms)
+        return EncodedRecord(output.key, output.schema_json, output.header_prefix, body.getvalue())
 
     def encode_many(
         self,
@@ -162,14 +204,29 @@ class OutputEncoder:
         _check_mode(mode)
         if mode == "slim":
             return self._slim
-        return self._full(alert.writer_schema)
+        output = self._full(alert.writer_schema)
+        if isinstance(output, PacketError):  # a fresh one: a re-raised error grows its traceback
+            raise PacketError(output.reason, output.detail, field=output.field)
+        return output
 
 
-def _full_output(writer_schema: WriterSchema) -> _Output:
+def _full_output(writer_schema: WriterSchema) -> _Output | PacketError:
+    """The output for one writer schema, or why there is none (cached alike: a stream of
+    packets with a conflicting schema costs one derivation, not one per packet)."""
     writer = writer_schema.schema
     # A writer that already has the field (our own output, re-annotated) is re-encoded.
     splice = all(f.get("name") != STAMPFLOW_FIELD for f in writer["fields"])
-    return _prepare(_full_schema(writer), splice=splice)
+    try:
+        schema = _full_schema(writer)
+    except PacketError as exc:
+        return exc
+    try:
+        return _prepare(schema, splice=splice, key=writer_schema.fingerprint[:12])
+    except Exception as exc:  # e.g. a reference to a type only the dropped field defined
+        return PacketError(
+            "schema_conflict",
+            f"writer schema {full_name(writer)!r} plus stampflow's field does not parse: {exc}",
+        )
 
 
 def _full_schema(writer: dict[str, Any]) -> dict[str, Any]:
@@ -195,9 +252,11 @@ def _full_schema(writer: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _prepare(schema: dict[str, Any], *, splice: bool) -> _Output:
-    header = header_prefix(json.dumps(schema, separators=(",", ":")).encode())
-    return _Output(schema, fastavro.parse_schema(schema), header, splice)
+def _prepare(schema: dict[str, Any], *, splice: bool, key: str) -> _Output:
+    schema_json = json.dumps(schema, separators=(",", ":")).encode()
+    return _Output(
+        schema, fastavro.parse_schema(schema), schema_json, header_prefix(schema_json), splice, key
+    )
 
 
 def _record(alert: Alert, mode: str, block: dict[str, Any]) -> dict[str, Any]:

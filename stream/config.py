@@ -21,6 +21,7 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
         model_dir: null              # null: the bundle shipped with stampflow
     metrics: {port: 9108}            # /metrics, /healthz, /readyz; null disables the server
     shutdown: {drain_timeout_s: 30}
+    liveness: {stuck_after_s: 600, max_rewinds: 10}   # when /healthz calls the worker stuck
     workers: 1
     backpressure: {max_in_flight: 10000, prefetch_kbytes: 16384}
     kafka: {security.protocol: SASL_SSL, sasl.password: ...}   # librdkafka pass-through
@@ -154,6 +155,23 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class LivenessConfig:
+    # /healthz fails (and stampflow_stuck is 1) when no batch is committed for this long
+    # with one in hand, or after this many rewinds in a row: a worker going nowhere.
+    stuck_after_s: float = 600.0
+    max_rewinds: int = 10
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.stuck_after_s, bool)
+            or not isinstance(self.stuck_after_s, int | float)
+            or self.stuck_after_s <= 0
+        ):
+            raise ConfigError("liveness.stuck_after_s", "must be a positive number of seconds")
+        _check_int("liveness.max_rewinds", self.max_rewinds, low=1, high=1_000_000)
+
+
+@dataclass(frozen=True)
 class BackpressureConfig:
     # Messages produced but not yet acknowledged; producing blocks (serving delivery
     # callbacks) at this bound instead of queueing more.
@@ -175,6 +193,7 @@ class DaemonConfig:
     classifiers: tuple[ClassifierSpec, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     workers: int = 1
     backpressure: BackpressureConfig = field(default_factory=BackpressureConfig)
     kafka: Mapping[str, str] = field(default_factory=dict)
@@ -221,6 +240,7 @@ _SECTIONS: dict[str, type] = {
     "batching": BatchingConfig,
     "metrics": MetricsConfig,
     "shutdown": ShutdownConfig,
+    "liveness": LivenessConfig,
     "backpressure": BackpressureConfig,
 }
 _TOP_LEVEL = {"classifiers", "workers", "kafka", *_SECTIONS}

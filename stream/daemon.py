@@ -16,15 +16,17 @@ from prometheus_client import CollectorRegistry
 from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive
-from stampflow.stream.checkpoint import CheckpointLoop, RunTotals
+from stampflow.stream.batch_result import RunTotals
 from stampflow.stream.config import DaemonConfig
 from stampflow.stream.dead_letters import DeadLetterSink, DirectoryDeadLetters, KafkaDeadLetters
 from stampflow.stream.health import HealthServer, Heartbeat
 from stampflow.stream.kafka_producer import AckingProducer, producer_properties
 from stampflow.stream.kafka_source import KafkaSource
+from stampflow.stream.loop import ProcessingLoop
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
+from stampflow.stream.topic_limits import topic_message_limits
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,16 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
     """Run one worker until its source ends (archive) or SIGTERM/SIGINT (Kafka)."""
     registry = serving_registry() if not multiprocess_enabled() else CollectorRegistry()
     metrics = DaemonMetrics(registry)
-    heartbeat = Heartbeat()
+    heartbeat = Heartbeat(
+        stuck_after_s=config.liveness.stuck_after_s, max_rewinds=config.liveness.max_rewinds
+    )
     server = None
     if serve_http and config.metrics.port is not None:
         server = HealthServer(
             registry,
             healthy=heartbeat.healthy,
             ready=heartbeat.ready,
+            problem=heartbeat.problem,
             host=config.metrics.host,
             port=config.metrics.port,
         ).start()
@@ -75,17 +80,20 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
     dead_letters: DeadLetterSink
     producer = None
     if config.kafka_mode:
-        producer = AckingProducer(producer_properties(config), config.backpressure.max_in_flight)
-        sink = KafkaSink(producer, config.output.topic, mode=config.output.mode, metrics=metrics)
-        dead_letters = KafkaDeadLetters(producer, config.dead_letter.topic, metrics)
+        properties = producer_properties(config)
+        output, dead = config.output.topic, config.dead_letter.topic
+        limits = topic_message_limits(properties, (output, dead))
+        producer = AckingProducer(properties, config.backpressure.max_in_flight)
+        sink = KafkaSink(producer, output, max_message_bytes=limits[output])
+        dead_letters = KafkaDeadLetters(producer, dead, max_message_bytes=limits[dead])
         source = KafkaSource(config, metrics)
     else:
         check_archive(config.input.archive or "")
-        sink = AvroFileSink(config.output.dir, mode=config.output.mode, metrics=metrics)
-        dead_letters = DirectoryDeadLetters(config.dead_letter.dir, metrics)
+        sink = AvroFileSink(config.output.dir, mode=config.output.mode)
+        dead_letters = DirectoryDeadLetters(config.dead_letter.dir)
         source = ArchiveSource(config.input.archive or "")
 
-    loop = CheckpointLoop(
+    loop = ProcessingLoop(
         source=source,
         sink=sink,
         dead_letters=dead_letters,
@@ -95,6 +103,7 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
         max_batch=config.batching.max_batch,
         max_wait_ms=config.batching.max_wait_ms,
         drain_timeout_s=config.shutdown.drain_timeout_s,
+        mode=config.output.mode,
     )
     restore = _install_signal_handlers(loop, config.shutdown.drain_timeout_s)
     try:
@@ -115,7 +124,7 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
     return WorkerResult(totals, output, dead, tuple(c.name for c in classifiers))
 
 
-def _install_signal_handlers(loop: CheckpointLoop, drain_timeout_s: float) -> Callable[[], None]:
+def _install_signal_handlers(loop: ProcessingLoop, drain_timeout_s: float) -> Callable[[], None]:
     """SIGTERM/SIGINT: drain and stop; a watchdog ends the process if draining hangs."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signals can only be handled in the main thread (tests)

@@ -12,15 +12,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 # The loop beats at least once per poll slice (well under a second); a minute of silence
 # means it is stuck, not busy.
 DEFAULT_STALL_S = 60.0
+# A loop can beat and still go nowhere: a batch rewound for ever, or acknowledgements that
+# never come. Past these, the worker is stuck and a restart (or an operator) is needed.
+DEFAULT_STUCK_AFTER_S = 600.0
+DEFAULT_MAX_REWINDS = 10
 
 
 class Heartbeat:
-    """Liveness and readiness of one in-process worker loop."""
+    """Liveness and readiness of one in-process worker loop.
 
-    def __init__(self, stall_s: float = DEFAULT_STALL_S) -> None:
+    Alive means: beating (not blocked), and making progress: fewer than ``max_rewinds``
+    rewinds in a row, and a commit within ``stuck_after_s`` of taking a batch in hand.
+    """
+
+    def __init__(
+        self,
+        stall_s: float = DEFAULT_STALL_S,
+        *,
+        stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+        max_rewinds: int = DEFAULT_MAX_REWINDS,
+    ) -> None:
         self._stall_s = stall_s
+        self._stuck_after_s = stuck_after_s
+        self._max_rewinds = max_rewinds
         self._last = time.monotonic()
         self._ready = False
+        self._waiting_since: float | None = None  # first uncommitted batch taken in hand
+        self._rewinds = 0  # in a row, without a commit
 
     def beat(self) -> None:
         self._last = time.monotonic()
@@ -28,8 +46,36 @@ class Heartbeat:
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
 
+    def batch_in_hand(self) -> None:
+        """A batch was taken: the no-commit clock runs until a commit."""
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def batch_done(self, *, committed: bool) -> None:
+        if committed:
+            self._waiting_since = None
+            self._rewinds = 0
+        else:
+            self._rewinds += 1
+
+    def stuck(self) -> str | None:
+        """Why the loop makes no progress, or None while it does."""
+        if self._rewinds >= self._max_rewinds:
+            return f"stuck: {self._rewinds} rewinds in a row without a commit"
+        since = self._waiting_since
+        if since is not None and time.monotonic() - since > self._stuck_after_s:
+            return f"stuck: no commit for {time.monotonic() - since:.0f} s with input in hand"
+        return None
+
+    def problem(self) -> str | None:
+        """Why the worker is not alive (``/healthz`` says it), or None."""
+        silent = time.monotonic() - self._last
+        if silent >= self._stall_s:
+            return f"loop stalled: no heartbeat for {silent:.0f} s"
+        return self.stuck()
+
     def healthy(self) -> bool:
-        return time.monotonic() - self._last < self._stall_s
+        return self.problem() is None
 
     def ready(self) -> bool:
         return self._ready
@@ -44,10 +90,12 @@ class HealthServer:
         *,
         healthy: Callable[[], bool],
         ready: Callable[[], bool],
+        problem: Callable[[], str | None] | None = None,
         host: str = "0.0.0.0",
         port: int = 0,
     ) -> None:
-        handler = _make_handler(registry, healthy, ready)
+        """``problem`` (optional) explains an unhealthy answer in the reply's body."""
+        handler = _make_handler(registry, healthy, ready, problem)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -68,7 +116,10 @@ class HealthServer:
 
 
 def _make_handler(
-    registry: CollectorRegistry, healthy: Callable[[], bool], ready: Callable[[], bool]
+    registry: CollectorRegistry,
+    healthy: Callable[[], bool],
+    ready: Callable[[], bool],
+    problem: Callable[[], str | None] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -77,7 +128,8 @@ def _make_handler(
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok = healthy()
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"loop stalled\n")
+                why = (problem() if problem is not None else None) or "loop stalled"
+                self._reply(200 if ok else 503, b"ok\n" if ok else f"{why}\n".encode())
             elif path == "/readyz":
                 ok = ready()
                 self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from stampflow.schemas.alert import Alert
 from stampflow.schemas.annotation import Annotation
+from stampflow.schemas.encode import EncodedRecord
 
 STAGES = ("decode", "classify", "encode", "produce")
 
@@ -41,6 +42,25 @@ class AnnotatedAlert:
     alert: Alert
     annotations: tuple[Annotation, ...]
     processing_time_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedOutput:
+    """An annotated alert as output bytes: what a sink transports, and nothing else.
+
+    ``container`` (one Avro object container: schema + record) is the Kafka message value;
+    file sinks append ``encoded.record`` under one header per ``encoded.key`` instead, so
+    it is only built when the sink asks for it (``encode_batch(containers=True)``).
+    """
+
+    item: AnnotatedAlert
+    encoded: EncodedRecord
+    key: bytes | None  # the Kafka message key: the alert's objectId
+    container: bytes | None = None
+
+    @property
+    def message(self) -> SourceMessage:
+        return self.item.message
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,18 @@ class DaemonMetrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.rewinds = Counter(
+            "stampflow_rewinds_total",
+            "Batches delivered again because not every output was acknowledged",
+            registry=registry,
+        )
+        self.stuck = Gauge(
+            "stampflow_stuck",
+            "1 while the worker makes no progress: a batch rewound again and again, or no "
+            "commit for liveness.stuck_after_s with a batch in hand (/healthz fails too)",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
         self.ready = Gauge(
             "stampflow_ready",
             "1 when models are loaded and input partitions are assigned",

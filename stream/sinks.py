@@ -1,108 +1,104 @@
-"""Where annotated alerts go: ``KafkaSink`` (the output topic) or ``AvroFileSink`` (files).
+"""Where output bytes go: ``KafkaSink`` (the output topic) or ``AvroFileSink`` (files).
 
-Both split the work in two steps the checkpoint loop times separately: ``encode`` (schemas'
-``OutputEncoder``; a failure there dead-letters the alert) and ``send``; then
-``wait_for_acks`` returns once everything sent is durable, or raises ``DeliveryFailed``.
+Sinks only transport what the encode stage made (``EncodedOutput``): ``send`` queues it,
+``wait_for_acks`` returns once everything sent is durable or raises ``DeliveryFailed``. An
+output the destination refuses for good (too large, invalid) is reported through the
+``on_reject(reason, error)`` given with it; the checkpoint dead-letters it.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
-from fastavro import parse_schema
-from fastavro.write import Writer
+from fastavro.schema import to_parsing_canonical_form
 
-from stampflow.schemas.alert import Alert
-from stampflow.schemas.encode import OutputEncoder
-from stampflow.stream.kafka_producer import AckingProducer
-from stampflow.stream.messages import AnnotatedAlert
-from stampflow.stream.metrics import DaemonMetrics
+from stampflow.schemas.container import (
+    SYNC_SIZE,
+    encode_long,
+    header_prefix,
+    new_sync,
+    read_header,
+)
+from stampflow.schemas.encode import EncodedRecord
+from stampflow.schemas.errors import PacketError
+from stampflow.stream.kafka_producer import AckingProducer, Headers
+from stampflow.stream.messages import EncodedOutput, SourceMessage
+from stampflow.stream.topic_limits import TOO_LARGE, message_size
+
+log = logging.getLogger(__name__)
 
 # Headers on every output record: where its input came from (replay, audit, dedup).
 SOURCE_TOPIC = "stampflow.source.topic"
 SOURCE_PARTITION = "stampflow.source.partition"
 SOURCE_OFFSET = "stampflow.source.offset"
 
+OnReject = Callable[[str, str], None]  # (reason, error)
+
 
 class Sink(Protocol):
     label: str  # the topic (or directory) in metric labels
+    containers: bool  # True: each output travels as its own container (``output.container``)
 
-    def encode(self, item: AnnotatedAlert) -> Any: ...
-
-    def send(self, item: AnnotatedAlert, encoded: Any) -> None: ...
+    def send(self, output: EncodedOutput, on_reject: OnReject) -> None: ...
 
     def wait_for_acks(self, *, beat: Callable[[], None], deadline: float | None) -> None: ...
-
-    def take_rejected(self) -> list[tuple[AnnotatedAlert, str, str]]:
-        """Alerts the destination refused for good since the last call: (item, reason, error)."""
-        ...
 
     def close(self) -> None: ...
 
 
-def count_annotations(metrics: DaemonMetrics, item: AnnotatedAlert) -> None:
-    for annotation in item.annotations:
-        metrics.classifications.labels(annotation.classifier, annotation.label).inc()
-        if annotation.ambiguous:
-            metrics.ambiguous.labels(annotation.classifier).inc()
+def source_headers(source: SourceMessage) -> Headers:
+    return [
+        (SOURCE_TOPIC, source.topic.encode()),
+        (SOURCE_PARTITION, str(source.partition).encode()),
+        (SOURCE_OFFSET, str(source.offset).encode()),
+    ]
 
 
 class KafkaSink:
     """Publishes one Avro container (record + schema) per alert to ``topic``.
 
     The output partition is the input partition (modulo the output's partition count), so
-    records from one input partition stay in order in one output partition.
+    records from one input partition stay in order in one output partition. An output over
+    ``max_message_bytes`` (the topic's limit, read at start-up) is refused here, before it
+    is produced, so it never becomes a batch-wide delivery failure.
     """
 
-    def __init__(
-        self,
-        producer: AckingProducer,
-        topic: str,
-        *,
-        mode: str,
-        metrics: DaemonMetrics,
-        encoder: OutputEncoder | None = None,
-    ) -> None:
+    containers = True
+
+    def __init__(self, producer: AckingProducer, topic: str, *, max_message_bytes: int) -> None:
         self.label = topic
         self._producer = producer
         self._partitions = producer.partition_count(topic)
-        self._mode = mode
-        self._metrics = metrics
-        self._encoder = encoder or OutputEncoder()
-        self._rejected: list[tuple[AnnotatedAlert, str, str]] = []
+        self._max_bytes = max_message_bytes
 
-    def encode(self, item: AnnotatedAlert) -> bytes:
-        return self._encoder.encode(
-            item.alert,
-            list(item.annotations),
-            mode=self._mode,
-            processing_time_ms=item.processing_time_ms,
-        )
-
-    def send(self, item: AnnotatedAlert, encoded: bytes) -> None:
-        source = item.message
+    def send(self, output: EncodedOutput, on_reject: OnReject) -> None:
+        value = output.container
+        if value is None:
+            raise ValueError("KafkaSink publishes containers: encode with containers=True")
+        source = output.message
+        headers = source_headers(source)
+        size = message_size(value, output.key, headers)
+        if size > self._max_bytes:
+            on_reject(
+                TOO_LARGE,
+                f"output of {size} bytes is over the limit of {self._max_bytes} bytes for "
+                f"topic {self.label!r} (max.message.bytes, capped by the producer's)",
+            )
+            return
         self._producer.produce(
             self.label,
-            encoded,
-            key=item.alert.object_id.encode(),
-            headers=[
-                (SOURCE_TOPIC, source.topic.encode()),
-                (SOURCE_PARTITION, str(source.partition).encode()),
-                (SOURCE_OFFSET, str(source.offset).encode()),
-            ],
+            value,
+            key=output.key,
+            headers=headers,
             partition=source.partition % self._partitions,
-            on_ack=lambda _message: self._acked(item),
-            on_reject=lambda error: self._rejected.append(
-                (item, error.name().lower().lstrip("_"), error.str())
-            ),
+            on_ack=_ignore,
+            on_reject=lambda error: on_reject(error.name().lower().lstrip("_"), error.str()),
         )
-
-    def take_rejected(self) -> list[tuple[AnnotatedAlert, str, str]]:
-        rejected, self._rejected = self._rejected, []
-        return rejected
 
     def wait_for_acks(self, *, beat: Callable[[], None], deadline: float | None) -> None:
         self._producer.wait_for_acks(beat=beat, deadline=deadline)
@@ -110,87 +106,136 @@ class KafkaSink:
     def close(self) -> None:
         return  # the producer is shared with the dead letters; the daemon closes it
 
-    def _acked(self, item: AnnotatedAlert) -> None:
-        self._metrics.published.labels(self.label).inc()
-        count_annotations(self._metrics, item)
-        if item.message.timestamp_ms is not None:
-            latency = time.time() - item.message.timestamp_ms / 1000.0
-            self._metrics.end_to_end_latency.observe(max(0.0, latency))
+
+def _ignore(_message: object) -> None:
+    return  # what was published is counted from the batch result, at the checkpoint
+
+
+# Records of one block at most this many bytes: readers hold one block in memory.
+BLOCK_BYTES = 1 << 20
+HEADER_READ_BYTES = 1 << 16
 
 
 class AvroFileSink:
-    """Appends annotated alerts to Avro container files in ``directory``, one per output schema.
+    """Appends output records to Avro container files in ``directory``, one per output schema.
 
     Full records keep the input's writer schema, so a night mixing ZTF schema versions gives
     one file per version (``annotated-full-<writer schema fingerprint>.avro``); any Avro reader
-    opens them. Files are appended to across runs.
+    opens them. A file's header is written once; each batch appends one block of records per
+    file (null codec), so files are appended to across runs. A file whose existing header
+    holds a different schema (another stampflow version's block) is left alone: records go
+    to ``annotated-<mode>-<key>-<schema hash>.avro`` beside it.
     """
 
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        mode: str,
-        metrics: DaemonMetrics,
-        encoder: OutputEncoder | None = None,
-        # "null": the stamps, most of each record, are gzip already; deflate over them cost
-        # 0.8 ms per alert for little gain. Any Avro reader reads null (and deflate).
-        codec: str = "null",
-    ) -> None:
+    containers = False
+
+    def __init__(self, directory: str | Path, *, mode: str) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.label = str(self.directory)
         self._mode = mode
-        self._metrics = metrics
-        self._encoder = encoder or OutputEncoder()
-        self._codec = codec
-        self._writers: dict[str, tuple[IO[bytes], Writer]] = {}
-        self._unflushed: list[AnnotatedAlert] = []
+        self._files: dict[str, _ContainerFile] = {}
+        self._pending: dict[str, list[EncodedRecord]] = {}
 
     @property
     def files(self) -> list[Path]:
         return sorted(self.directory.glob(f"annotated-{self._mode}-*.avro"))
 
-    def encode(self, item: AnnotatedAlert) -> dict[str, Any]:
-        return self._encoder.record(
-            item.alert,
-            list(item.annotations),
-            mode=self._mode,
-            processing_time_ms=item.processing_time_ms,
-        )
-
-    def send(self, item: AnnotatedAlert, encoded: dict[str, Any]) -> None:
-        self._writer_for(item.alert).write(encoded)
-        self._unflushed.append(item)
+    def send(self, output: EncodedOutput, on_reject: OnReject) -> None:
+        self._pending.setdefault(output.encoded.key, []).append(output.encoded)
 
     def wait_for_acks(self, *, beat: Callable[[], None], deadline: float | None) -> None:
-        for handle, writer in self._writers.values():
-            writer.flush()
-            handle.flush()
-        for item in self._unflushed:
-            self._metrics.published.labels(self.label).inc()
-            count_annotations(self._metrics, item)
-        self._unflushed = []
-
-    def take_rejected(self) -> list[tuple[AnnotatedAlert, str, str]]:
-        return []  # a file takes every record
+        pending, self._pending = self._pending, {}
+        for key, records in pending.items():
+            self._file_for(key, records[0]).append(records)
+            beat()
+        for file in self._files.values():
+            file.handle.flush()
 
     def close(self) -> None:
-        for handle, writer in self._writers.values():
-            writer.flush()
-            handle.close()
-        self._writers.clear()
+        for file in self._files.values():
+            file.handle.close()
+        self._files.clear()
 
-    def _writer_for(self, alert: Alert) -> Writer:
-        # A full record's schema is the input's writer schema plus the stampflow field, so the
-        # writer schema's fingerprint names its file; slim records share one schema.
-        key = alert.writer_schema.fingerprint[:12] if self._mode == "full" else "slim"
-        entry = self._writers.get(key)
-        if entry is None:
+    def _file_for(self, key: str, first: EncodedRecord) -> _ContainerFile:
+        file = self._files.get(key)
+        if file is None:
             path = self.directory / f"annotated-{self._mode}-{key}.avro"
-            schema = self._encoder.schema_for(alert, self._mode)
-            # "a+b": fastavro reads the existing header and appends blocks under it.
-            handle = path.open("a+b")
-            writer = Writer(handle, parse_schema(schema), codec=self._codec)
-            entry = self._writers[key] = (handle, writer)
-        return entry[1]
+            file = _ContainerFile.open(path, first.schema_json)
+            if file is None:
+                suffix = _short_hash(first.schema_json)
+                path = path.with_name(f"{path.stem}-{suffix}.avro")
+                file = _ContainerFile.open(path, first.schema_json)
+                if file is None:
+                    raise OSError(f"{path}: holds records of another schema; move it away")
+            self._files[key] = file
+        return file
+
+
+class _ContainerFile:
+    """One Avro object container file opened for appending blocks of encoded records."""
+
+    def __init__(self, handle: IO[bytes], sync: bytes) -> None:
+        self.handle = handle
+        self.sync = sync
+
+    @classmethod
+    def open(cls, path: Path, schema_json: bytes) -> _ContainerFile | None:
+        """Append to ``path`` (writing its header if new); None if its schema differs."""
+        if path.exists() and path.stat().st_size > 0:
+            sync = _existing_sync(path, schema_json)
+            return None if sync is None else cls(path.open("ab"), sync)
+        handle = path.open("ab")
+        sync = new_sync()
+        handle.write(header_prefix(schema_json) + sync)
+        return cls(handle, sync)
+
+    def append(self, records: list[EncodedRecord]) -> None:
+        """Write ``records`` as blocks of about ``BLOCK_BYTES`` each."""
+        block: list[bytes] = []
+        size = 0
+        for record in records:
+            if block and size + len(record.record) > BLOCK_BYTES:
+                self._write_block(block, size)
+                block, size = [], 0
+            block.append(record.record)
+            size += len(record.record)
+        if block:
+            self._write_block(block, size)
+
+    def _write_block(self, block: list[bytes], size: int) -> None:
+        self.handle.write(encode_long(len(block)) + encode_long(size))
+        self.handle.writelines(block)
+        self.handle.write(self.sync)
+
+
+def _existing_sync(path: Path, schema_json: bytes) -> bytes | None:
+    """The sync marker of ``path`` when its records are encoded like ours (else None).
+
+    Schemas that differ only in docs, defaults or spelling (a file fastavro wrote) encode
+    alike: their parsing canonical forms are equal.
+    """
+    with path.open("rb") as handle:
+        data = handle.read(HEADER_READ_BYTES)
+        while True:
+            try:
+                header = read_header(data)
+                break
+            except PacketError as exc:
+                more = handle.read(len(data))
+                if exc.reason != "truncated" or not more:
+                    raise OSError(f"{path}: not an Avro container file ({exc})") from exc
+                data += more
+    if header.codec != "null" or len(header.sync) != SYNC_SIZE:
+        return None
+    if _canonical(header.schema_bytes) != _canonical(schema_json):
+        return None
+    return header.sync
+
+
+def _canonical(schema_json: bytes) -> str:
+    return to_parsing_canonical_form(json.loads(schema_json))
+
+
+def _short_hash(schema_json: bytes) -> str:
+    return hashlib.sha256(schema_json).hexdigest()[:8]

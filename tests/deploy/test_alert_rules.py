@@ -17,6 +17,7 @@ EXPECTED_ALERTS = {
     "StampflowLatencyHigh",
     "StampflowWorkerDown",
     "StampflowWorkerNotReady",
+    "StampflowWorkerStuck",
 }
 
 

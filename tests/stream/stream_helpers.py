@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +33,26 @@ def good_packets(n: int, seed: int = 7) -> list[bytes]:
 
 
 def produce(
-    bootstrap: str, topic: str, values: list[bytes], partitions: int
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    partitions: int,
+    *,
+    max_message_bytes: int | None = None,
 ) -> list[tuple[int, int]]:
-    """Publish ``values`` round-robin over ``partitions``; returns (partition, offset) of each."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
-    )
+    """Publish ``values`` round-robin over ``partitions``; returns (partition, offset) of each.
+
+    ``max_message_bytes`` raises the producer's own limit (1,000,000 by default), to publish
+    packets up to what the broker takes.
+    """
+    settings: dict[str, str | int | bool] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+    }
+    if max_message_bytes is not None:
+        settings["message.max.bytes"] = max_message_bytes
+    producer = Producer(settings)
     coords: list[tuple[int, int] | None] = [None] * len(values)
 
     def ack(index: int):
@@ -50,6 +67,68 @@ def produce(
         producer.poll(0)
     assert producer.flush(30) == 0
     return [c for c in coords if c is not None]
+
+
+def rewritten(
+    packet: bytes,
+    edit_schema: Callable[[dict], None],
+    edit_record: Callable[[dict], None] = lambda record: None,
+) -> bytes:
+    """``packet`` written again by plain fastavro after editing its writer schema and record."""
+    reader = fastavro.reader(io.BytesIO(packet))
+    schema = json.loads(reader.metadata["avro.schema"])
+    records = list(reader)
+    edit_schema(schema)
+    for record in records:
+        edit_record(record)
+    out = io.BytesIO()
+    fastavro.writer(out, schema, records)
+    return out.getvalue()
+
+
+def with_stampflow_type(packet: bytes) -> bytes:
+    """A valid ZTF-like packet whose writer schema already defines ``stampflow.Annotation``."""
+    own = {"type": "record", "name": "Annotation", "namespace": "stampflow", "fields": [
+        {"name": "note", "type": "string"}
+    ]}  # fmt: skip
+
+    def schema(s: dict) -> None:
+        s["fields"].append({"name": "extra", "type": ["null", own], "default": None})
+
+    return rewritten(packet, schema, lambda record: record.update(extra={"note": "theirs"}))
+
+
+def with_stampflow_field(packet: bytes) -> bytes:
+    """A packet with a field named ``stampflow`` whose type another field refers to by name."""
+    own = {"type": "record", "name": "Annotation", "namespace": "stampflow", "fields": [
+        {"name": "note", "type": "string"}
+    ]}  # fmt: skip
+
+    def schema(s: dict) -> None:
+        s["fields"] += [
+            {"name": "stampflow", "type": own},
+            {"name": "again", "type": "stampflow.Annotation"},
+        ]
+
+    def record(r: dict) -> None:
+        r.update(stampflow={"note": "a"}, again={"note": "b"})
+
+    return rewritten(packet, schema, record)
+
+
+def oversized(packet: bytes, size: int, seed: int = 3) -> bytes:
+    """A valid packet of about ``size`` bytes: its science stamp padded with random bytes.
+
+    Random bytes do not compress, so the output is as large on the wire; with no classifier
+    configured the stamp is never decoded, so the packet is good up to the producer.
+    """
+    grow = size - len(packet)
+    noise = random.Random(seed).randbytes(max(0, grow))
+
+    def record(r: dict) -> None:
+        r["cutoutScience"]["stampData"] += noise
+
+    return rewritten(packet, lambda s: None, record)
 
 
 @dataclass(frozen=True)

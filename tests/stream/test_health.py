@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import urllib.error
 import urllib.request
 
+import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from stream_helpers import http_status
 
+from stampflow.stream.config import ConfigError, load_config
 from stampflow.stream.health import HealthServer, Heartbeat
 from stampflow.stream.metrics import DaemonMetrics, serving_registry
 
@@ -43,3 +48,40 @@ def test_probes_and_metrics() -> None:
 def test_a_stalled_loop_is_unhealthy() -> None:
     heartbeat = Heartbeat(stall_s=0.0)
     assert not heartbeat.healthy()
+
+
+def test_no_commit_for_too_long_with_a_batch_in_hand_is_unhealthy_and_says_why() -> None:
+    heartbeat = Heartbeat(stuck_after_s=0.05)
+    server = HealthServer(
+        DaemonMetrics(CollectorRegistry()).registry,
+        healthy=heartbeat.healthy,
+        ready=heartbeat.ready,
+        problem=heartbeat.problem,
+        host="127.0.0.1",
+        port=0,
+    ).start()
+    try:
+        time.sleep(0.1)
+        assert http_status(server.port, "/healthz") == 200  # idle: nothing waits
+        heartbeat.batch_in_hand()
+        time.sleep(0.1)
+        heartbeat.beat()  # beating, yet going nowhere
+        assert http_status(server.port, "/healthz") == 503
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz")
+        except urllib.error.HTTPError as exc:
+            assert b"stuck: no commit for" in exc.read()
+        heartbeat.batch_done(committed=True)
+        assert http_status(server.port, "/healthz") == 200
+    finally:
+        server.close()
+
+
+def test_liveness_limits_are_configurable_and_checked() -> None:
+    config = load_config(
+        None, env={"STAMPFLOW_LIVENESS__STUCK_AFTER_S": "120"}, overrides={"input.archive": "x"}
+    )
+    assert (config.liveness.stuck_after_s, config.liveness.max_rewinds) == (120, 10)
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={}, overrides={"input.archive": "x", "liveness.max_rewinds": 0})
+    assert caught.value.key == "liveness.max_rewinds"
