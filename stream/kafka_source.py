@@ -23,6 +23,7 @@ from stampflow.stream.source import RevokeHook
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+LAG_RETRY_S = 0.5
 COMMIT_ATTEMPTS = 5
 
 
@@ -172,7 +173,9 @@ class KafkaSource:
         now = time.monotonic()
         if now < self._lag_due or not self._assigned:
             return
-        self._lag_due = now + LAG_REFRESH_S
+        # Until a partition has been fetched from there is nothing to report: look again
+        # soon rather than a whole refresh period later (a short stream may be done by then).
+        self._lag_due = now + LAG_RETRY_S
         partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
         try:
             positions = self._consumer.position(partitions)
@@ -187,6 +190,7 @@ class KafkaSource:
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - tp.offset)
                 )
+                self._lag_due = now + LAG_REFRESH_S
         except KafkaException as exc:
             log.debug("lag refresh skipped: %s", exc)
 
