@@ -26,7 +26,7 @@ from stampflow.stream.loop import ProcessingLoop
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
-from stampflow.stream.topic_limits import topic_message_limits
+from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
         properties = producer_properties(config)
         output, dead = config.output.topic, config.dead_letter.topic
         limits = topic_message_limits(properties, (output, dead))
-        producer = AckingProducer(properties, config.backpressure.max_in_flight)
+        producer = AckingProducer(
+            bounded_batches(properties, limits), config.backpressure.max_in_flight
+        )
         sink = KafkaSink(producer, output, max_message_bytes=limits[output])
         dead_letters = KafkaDeadLetters(producer, dead, max_message_bytes=limits[dead])
         source = KafkaSource(config, metrics)

@@ -66,3 +66,18 @@ def topic_message_limits(
             )
     log.info("message size limits: %s", limits)
     return limits
+
+
+def bounded_batches(
+    properties: Mapping[str, str | int | bool], limits: Mapping[str, int]
+) -> dict[str, str | int | bool]:
+    """``properties`` with ``batch.size`` at most the smallest topic limit.
+
+    librdkafka packs many small messages into one record batch of up to ``batch.size``
+    (1,000,000 bytes); a broker whose topic takes less refuses the whole batch, and every
+    message in it would be dead-lettered as too large. A user's own ``batch.size`` is kept.
+    """
+    smallest = min(limits.values(), default=None)
+    if smallest is None or "batch.size" in properties or smallest >= producer_max_bytes(properties):
+        return dict(properties)
+    return {**properties, "batch.size": smallest}

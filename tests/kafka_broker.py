@@ -110,11 +110,20 @@ class LocalKafka:
         return done.returncode == 0
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout_s: float = 30) -> str:
-    """Create ``name`` with ``partitions`` partitions (replication 1) and wait for it."""
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    timeout_s: float = 30,
+    config: dict[str, str] | None = None,
+) -> str:
+    """Create ``name`` with ``partitions`` partitions (replication 1) and wait for it.
+
+    ``config`` holds topic settings, e.g. ``{"max.message.bytes": "200000"}``.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )

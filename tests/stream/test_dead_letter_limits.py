@@ -6,12 +6,12 @@ import hashlib
 
 import pytest
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import NewTopic
+from kafka_broker import create_topic, delete_topics
 
 from stampflow.stream.dead_letters import KafkaDeadLetters
 from stampflow.stream.kafka_producer import DeliveryFailed
 from stampflow.stream.messages import DeadLetter, SourceMessage
-from stampflow.stream.topic_limits import topic_message_limits
+from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
 
 
 class FakeProducer:
@@ -90,25 +90,23 @@ def test_a_letter_refused_even_without_payload_fails_the_batch() -> None:
 
 @pytest.mark.integration
 def test_topic_limits_come_from_the_broker_capped_by_the_producer(
-    kafka_bootstrap, kafka_admin, make_topic
+    kafka_bootstrap, make_topic
 ) -> None:
     plain = make_topic("plain")
-    small = f"small-{plain}"
-    futures = kafka_admin.create_topics(
-        [
-            NewTopic(
-                small,
-                num_partitions=1,
-                replication_factor=1,
-                config={"max.message.bytes": "200000"},
-            )
-        ]
-    )
-    futures[small].result(timeout=30)
+    small = create_topic(kafka_bootstrap, f"small-{plain}", config={"max.message.bytes": "200000"})
     try:
         limits = topic_message_limits({"bootstrap.servers": kafka_bootstrap}, [plain, small])
         assert limits == {plain: 1_000_000, small: 200_000}  # 1,048,588 capped by the producer
         raised = {"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 5_000_000}
         assert topic_message_limits(raised, [plain])[plain] == 1_048_588
     finally:
-        kafka_admin.delete_topics([small])[small].result(timeout=30)
+        delete_topics(kafka_bootstrap, [small])
+
+
+def test_producer_batches_stay_within_the_smallest_topic_limit() -> None:
+    assert bounded_batches({"linger.ms": 5}, {"out": 200_000, "dead": 1_000_000}) == {
+        "linger.ms": 5,
+        "batch.size": 200_000,
+    }
+    assert "batch.size" not in bounded_batches({}, {"out": 1_000_000, "dead": 1_000_000})
+    assert bounded_batches({"batch.size": 50}, {"out": 200_000})["batch.size"] == 50
