@@ -3,8 +3,11 @@
 Applies to alerts carrying the ``cutoutMultiband`` extension with the four NIRCam filters
 the network was trained on. Each stamp is brought to the network's grid (``preprocess``),
 the batch runs through the CNN at once, and the temperature-scaled probabilities give the
-label, the uncertainty (entropy normalised to [0, 1]) and the ambiguous flag (entropy above
-a threshold chosen on validation data, see ``stampflow.training.morphology.train``).
+label and the uncertainty (entropy normalised to [0, 1]). The ambiguous flag rises when
+either the entropy is above its threshold (near a class boundary) or the penultimate features
+are far from every class seen in training (``ood.py``: Mahalanobis distance above its
+threshold: an input unlike the training data, however confident the softmax). Both
+thresholds were chosen on held-out families (see ``stampflow.training.morphology.ood``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ import torch
 from stampflow.classifiers.bundle import BundleError, load_bundle
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, arrays_to_model
+from stampflow.classifiers.morphology.ood import (
+    MEANS_KEY,
+    OOD_KEYS,
+    PRECISION_KEY,
+    OodModel,
+    OodServing,
+)
 from stampflow.classifiers.morphology.preprocess import preprocess, to_grid
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
 from stampflow.schemas.annotation import Annotation
@@ -37,6 +47,7 @@ class MorphologyServing:
     net: NetConfig
     temperature: float
     ambiguous_threshold: float
+    ood: OodServing | None = None  # None: the flag is the entropy's alone
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -45,6 +56,23 @@ class MorphologyServing:
             raise ValueError(
                 f"net.n_classes {self.net.n_classes} != {len(self.spec.labels)} labels"
             )
+        if self.ood is not None and self.ood.feature_dim != self.net.stages[-1]:
+            raise ValueError(
+                f"ood.feature_dim {self.ood.feature_dim} != the net's {self.net.stages[-1]}"
+            )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch through the network: calibrated probabilities and the OOD score
+    (distance / threshold; zeros without an OOD model)."""
+
+    probabilities: np.ndarray
+    ood_score: np.ndarray
+
+    @property
+    def entropy(self) -> np.ndarray:
+        return normalised_entropy(self.probabilities)
 
 
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -60,26 +88,44 @@ class MorphologyClassifier:
     labels = SPEC.labels
 
     def __init__(
-        self, model: MorphologyNet, serving: MorphologyServing, *, version: str, sha256: str
+        self,
+        model: MorphologyNet,
+        serving: MorphologyServing,
+        *,
+        version: str,
+        sha256: str,
+        ood: OodModel | None = None,
     ) -> None:
+        if (ood is None) != (serving.ood is None):
+            raise ValueError("serving.ood and the OOD arrays come together")
         self.model = model.eval()
         self.serving = serving
         self.version = version
         self.sha256 = sha256
+        self.ood = ood
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> MorphologyClassifier:
         """Load a bundle; weights from safetensors, never pickle."""
         bundle = load_bundle(model_dir or ENTRY.bundle, MorphologyServing, SPEC)
+        weights = {k: v for k, v in bundle.arrays.items() if k not in OOD_KEYS}
         try:
-            model = arrays_to_model(bundle.arrays, bundle.serving.net)
+            model = arrays_to_model(weights, bundle.serving.net)
         except RuntimeError as exc:  # torch names the missing or misshapen tensors
             first = str(exc).strip().splitlines()
             raise BundleError(
                 f"{bundle.directory / bundle.manifest.weights}: does not fit serving.net: "
                 + " ".join(line.strip() for line in first[:3])
             ) from None
-        return cls(model, bundle.serving, version=bundle.version, sha256=bundle.sha256)
+        ood = None
+        if bundle.serving.ood is not None:
+            try:
+                ood = OodModel(
+                    bundle.serving.ood, bundle.array(MEANS_KEY), bundle.array(PRECISION_KEY)
+                )
+            except ValueError as exc:
+                raise BundleError(f"{bundle.directory / bundle.manifest.weights}: {exc}") from None
+        return cls(model, bundle.serving, version=bundle.version, sha256=bundle.sha256, ood=ood)
 
     @property
     def temperature(self) -> float:
@@ -116,21 +162,34 @@ class MorphologyClassifier:
         except ValueError as exc:
             raise PacketError("bad_stamp", f"{who}: {exc}", field=SPEC.cutout) from exc
 
-    def probabilities(self, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Calibrated class probabilities for (n, 4, 64, 64) stamps on the network grid."""
-        out = []
+    def predict(self, stamps: np.ndarray, batch_size: int = 256) -> Prediction:
+        """Probabilities and OOD scores for (n, 4, 64, 64) stamps, one network pass."""
+        probabilities, scores = [], []
         with torch.no_grad():
             for start in range(0, len(stamps), batch_size):
-                logits = self.model(preprocess(stamps[start : start + batch_size]))
-                out.append(torch.softmax(logits / self.temperature, dim=1).numpy())
-        if not out:
-            return np.zeros((0, len(self.labels)))
-        return np.concatenate(out).astype(np.float64)
+                features = self.model.features(preprocess(stamps[start : start + batch_size]))
+                logits = self.model.head(features)  # dropout is the identity in eval mode
+                probabilities.append(torch.softmax(logits / self.temperature, dim=1).numpy())
+                if self.ood is not None:
+                    scores.append(self.ood.score(features.numpy()))
+        if not probabilities:
+            return Prediction(np.zeros((0, len(self.labels))), np.zeros(0))
+        p = np.concatenate(probabilities).astype(np.float64)
+        return Prediction(p, np.concatenate(scores) if scores else np.zeros(len(p)))
+
+    def probabilities(self, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Calibrated class probabilities for (n, 4, 64, 64) stamps on the network grid."""
+        return self.predict(stamps, batch_size).probabilities
+
+    def flags(self, prediction: Prediction) -> np.ndarray:
+        """The ambiguous flag: near a class boundary, or unlike the training data."""
+        return (prediction.entropy > self.ambiguous_threshold) | (prediction.ood_score > 1.0)
 
     def annotate(self, stamps: np.ndarray) -> list[Annotation]:
         """Annotations for stamps on the network grid: what ``classify`` returns."""
-        probabilities = self.probabilities(stamps)
-        entropy = normalised_entropy(probabilities)
+        prediction = self.predict(stamps)
+        probabilities, entropy = prediction.probabilities, prediction.entropy
+        flagged = self.flags(prediction)
         return [
             Annotation(
                 classifier=self.name,
@@ -138,9 +197,9 @@ class MorphologyClassifier:
                 label=self.labels[int(np.argmax(row))],
                 probabilities={label: float(v) for label, v in zip(self.labels, row, strict=True)},
                 uncertainty=float(h),
-                ambiguous=bool(h > self.ambiguous_threshold),
+                ambiguous=bool(flag),
             )
-            for row, h in zip(probabilities, entropy, strict=True)
+            for row, h, flag in zip(probabilities, entropy, flagged, strict=True)
         ]
 
     def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:

@@ -46,15 +46,40 @@ def _centre(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def fill_bad_pixels(stamps: np.ndarray | torch.Tensor, passes: int = 3) -> torch.Tensor:
+    """NaN pixels (DO_NOT_USE: saturated cores, bad pixels) filled from their valid
+    neighbours by normalised convolution (a masked 3x3 mean, repeated so larger holes fill
+    from their rims). A saturated star's core then stays a bright plateau instead of turning
+    into a dark hole that looks like a ring; what is still NaN after ``passes`` (edge cuts)
+    is left for ``preprocess`` to set to sky."""
+    x = torch.as_tensor(stamps, dtype=torch.float32).clone()
+    missing = torch.isnan(x)
+    if not missing.any():
+        return x
+    n, c, h, w = x.shape
+    kernel = torch.ones(c, 1, 3, 3, dtype=x.dtype)
+    for _ in range(passes):
+        valid = (~missing).to(x.dtype)
+        total = F.conv2d(torch.nan_to_num(x, nan=0.0) * valid, kernel, padding=1, groups=c)
+        count = F.conv2d(valid, kernel, padding=1, groups=c)
+        fill = missing & (count > 0)
+        x = torch.where(fill, total / count.clamp_min(1.0), x)
+        missing = missing & ~fill
+        if not missing.any():
+            break
+    return x
+
+
 def preprocess(stamps: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(n, 4, H, W) surface brightness -> network input: per band, subtract the sky
-    (median) and express pixels in units of the noise (MAD), then an asinh stretch.
+    """(n, 4, H, W) surface brightness -> network input: bad pixels filled
+    (``fill_bad_pixels``), then per band, subtract the sky (median) and express pixels in
+    units of the noise (MAD), then an asinh stretch.
 
     In noise units the input no longer depends on flux calibration, exposure or distance
     dimming, only on what the detector could see; asinh keeps faint arms and bright stars on
-    one scale. NaN pixels (edge cuts, bad pixels) become sky (0).
+    one scale. NaN pixels left (edge cuts) become sky (0).
     """
-    x = torch.as_tensor(stamps, dtype=torch.float32)
+    x = fill_bad_pixels(stamps)
     flat = x.flatten(2)
     sky = flat.nanmedian(dim=2).values[..., None, None]
     mad = (x - sky).abs().flatten(2).nanmedian(dim=2).values[..., None, None] * 1.4826

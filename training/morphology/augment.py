@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stampflow.classifiers.morphology.preprocess import fill_bad_pixels
 from stampflow.training.morphology.sim import E_PER_S_PER_MJYSR, GRID_SCALE
 
 
@@ -163,6 +164,12 @@ def _view_transform(
 
 
 def augment(x: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Flips and quarter turns always; the physics-informed ones when ``config.physics``."""
+    """Flips and quarter turns always; the physics-informed ones when ``config.physics``.
+    Bad pixels are filled first, as ``preprocess`` would (blurs and resampling would spread
+    NaNs); edge cuts left over become the band's sky."""
+    x = fill_bad_pixels(x)
+    if torch.isnan(x).any():
+        sky = x.flatten(2).nanmedian(dim=2).values[..., None, None]
+        x = torch.where(torch.isnan(x), sky.expand_as(x), x)
     x = flips_and_turns(x, gen)
     return physics_augment(x, config, gen) if config.physics else x

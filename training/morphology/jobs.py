@@ -8,11 +8,13 @@ from stampflow.training.morphology.train import TrainConfig, save, summary, trai
 
 TRAIN_PRESETS = {
     "default": TrainConfig(),
-    "small": TrainConfig(n_train=1_500, n_val=400, epochs=3),
+    "small": TrainConfig(n_train=1_500, n_val=300, n_calibration=100, n_ood_fit=1_000, epochs=3),
 }
 STUDY_PRESETS = {
     "default": StudyConfig(),
-    "small": StudyConfig(n_test=500, n_hard=300, n_tsne=300, ablation=TRAIN_PRESETS["small"]),
+    "small": StudyConfig(
+        n_test=300, n_out=200, n_sanity=50, n_tsne=300, budget=TRAIN_PRESETS["small"]
+    ),
 }
 
 __all__ = ["STUDY_PRESETS", "TRAIN_PRESETS", "save", "study", "summary", "train"]

@@ -1,4 +1,11 @@
-"""Training loop for the morphology CNN: simulate, augment, fit, calibrate, save a bundle."""
+"""Training loop for the morphology CNN: simulate, augment, fit, calibrate, save a bundle.
+
+Domain randomisation: the training set draws every image's PSF, scene and morphology
+generator from ``config.mix`` (``families.TRAIN_MIX``: some families of each axis, the rest
+held out for evaluation). Calibration uses data training never saw: the temperature and the
+two flag thresholds are fitted on the in-family validation set plus a held-out family
+(``config.calibration``); the OOD statistics on the training images' features.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from tqdm import tqdm
 
 from stampflow.classifiers.bundle import save_bundle
 from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
+from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
 from stampflow.classifiers.morphology.plugin import (
     MorphologyClassifier,
     MorphologyServing,
@@ -21,29 +29,41 @@ from stampflow.classifiers.morphology.plugin import (
 from stampflow.classifiers.morphology.preprocess import preprocess
 from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.training.morphology.augment import AugmentConfig, augment
-from stampflow.training.morphology.sim import SimConfig, SimulatedSet, simulate
+from stampflow.training.morphology.families import (
+    CALIBRATION_MIX,
+    TRAIN_MIX,
+    FamilyMix,
+    simulate_mix,
+)
+from stampflow.training.morphology.ood import choose_thresholds, distances, fit_gaussians
+from stampflow.training.morphology.sim import SimulatedSet
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    n_train: int = 8000
+    n_train: int = 12000
     n_val: int = 1500
-    epochs: int = 6
+    n_calibration: int = 1500  # from the held-out calibration family
+    n_ood_fit: int = 4000  # training images whose features fit the OOD Gaussians
+    epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 5
     threads: int = 1  # 2 is the most allowed; 1 is faster while the 2 cores are shared
-    ambiguous_accuracy: float = 0.99  # accuracy the non-ambiguous validation alerts must reach
+    class_weighting: bool = True
+    flag_accuracy: float = 0.98  # accuracy the unflagged calibration alerts must reach
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    sim: SimConfig = field(default_factory=SimConfig)
+    mix: FamilyMix = TRAIN_MIX
+    calibration: FamilyMix = CALIBRATION_MIX
 
     def __post_init__(self) -> None:
-        if min(self.n_train, self.n_val, self.epochs, self.batch_size, self.threads) < 1:
+        sizes = (self.n_train, self.n_val, self.n_calibration, self.n_ood_fit)
+        if min(*sizes, self.epochs, self.batch_size, self.threads) < 1:
             raise ValueError(f"sizes, epochs and threads must be positive: {self}")
-        if not 0 < self.ambiguous_accuracy <= 1 or self.learning_rate <= 0:
-            raise ValueError("ambiguous_accuracy must lie in (0, 1], learning_rate > 0")
+        if not 0 < self.flag_accuracy <= 1 or self.learning_rate <= 0:
+            raise ValueError("flag_accuracy must lie in (0, 1], learning_rate > 0")
 
 
 @dataclass(frozen=True)
@@ -54,23 +74,42 @@ class TrainResult:
     ambiguous_threshold: float
     metrics: dict[str, float]
     seconds: float
+    ood: OodModel | None = None
 
     def classifier(self) -> MorphologyClassifier:
         """The trained network behind the plugin, exactly as the daemon would run it."""
         serving = MorphologyServing(
-            SPEC, self.config.net, self.temperature, self.ambiguous_threshold
+            SPEC,
+            self.config.net,
+            self.temperature,
+            self.ambiguous_threshold,
+            None if self.ood is None else self.ood.serving,
         )
-        return MorphologyClassifier(self.model, serving, version=SPEC.version, sha256="")
+        return MorphologyClassifier(
+            self.model, serving, version=SPEC.version, sha256="", ood=self.ood
+        )
 
 
 def logits_of(model: MorphologyNet, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Raw logits for (n, 4, 64, 64) stamps, in evaluation mode."""
+    return features_and_logits(model, stamps, batch_size)[1]
+
+
+def features_and_logits(
+    model: MorphologyNet, stamps: np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features and raw logits for (n, 4, 64, 64) stamps, in evaluation mode."""
     model.eval()
-    out = []
+    features, logits = [], []
     with torch.no_grad():
         for start in range(0, len(stamps), batch_size):
-            out.append(model(preprocess(stamps[start : start + batch_size])).numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.n_classes), np.float32)
+            f = model.features(preprocess(stamps[start : start + batch_size]))
+            features.append(f.numpy())
+            logits.append(model.head(f).numpy())
+    if not logits:
+        width = model.config.stages[-1]
+        return np.zeros((0, width), np.float32), np.zeros((0, model.config.n_classes), np.float32)
+    return np.concatenate(features), np.concatenate(logits)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -114,25 +153,37 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
-    """Simulate training and validation sets from ``config.seed`` and fit the network."""
+    """Simulate training, validation and calibration sets from ``config.seed`` (seeds
+    ``seed``, ``seed + 1``, ``seed + 2``) and fit the network."""
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    train_set = simulate(config.n_train, config.seed, config.sim, progress=progress)
-    val_set = simulate(config.n_val, config.seed + 1, config.sim, progress=progress)
-    result = fit(train_set, val_set, config, progress=progress)
+    train_set = simulate_mix(config.n_train, config.seed, config.mix, progress=progress)
+    val_set = simulate_mix(config.n_val, config.seed + 1, config.mix, progress=progress)
+    calibration_set = simulate_mix(
+        config.n_calibration, config.seed + 2, config.calibration, progress=progress
+    )
+    result = fit(train_set, val_set, config, calibration_set, progress=progress)
     return replace(result, seconds=time.perf_counter() - started)  # simulation included
 
 
 def fit(
-    train_set: SimulatedSet, val_set: SimulatedSet, config: TrainConfig, *, progress: bool = True
+    train_set: SimulatedSet,
+    val_set: SimulatedSet,
+    config: TrainConfig,
+    calibration_set: SimulatedSet | None = None,
+    *,
+    progress: bool = True,
 ) -> TrainResult:
-    """Fit on ``train_set``, then calibrate the temperature and the ambiguity threshold on
-    ``val_set``."""
+    """Fit on ``train_set``; calibrate the temperature and both flag thresholds on
+    ``val_set`` plus ``calibration_set`` (a held-out family), the OOD Gaussians on the
+    training images."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     model = MorphologyNet(config.net)
     weights = class_weights(train_set.labels, config.net.n_classes)
+    if not config.class_weighting:
+        weights = torch.ones_like(weights)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -160,25 +211,42 @@ def fit(
             optimiser.step()
             scheduler.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    val_logits = logits_of(model, val_set.images)
-    temperature = fit_temperature(val_logits, val_set.labels)
-    probabilities = softmax(val_logits, temperature)
-    predicted = probabilities.argmax(axis=1)
-    correct = predicted == val_set.labels
-    threshold = choose_ambiguous_threshold(
-        normalised_entropy(probabilities), correct, config.ambiguous_accuracy
+    val_features, val_logits = features_and_logits(model, val_set.images)
+    val_correct = val_logits.argmax(1) == val_set.labels
+    features, logits, labels = val_features, val_logits, val_set.labels
+    if calibration_set is not None:
+        cal_features, cal_logits = features_and_logits(model, calibration_set.images)
+        features = np.concatenate([val_features, cal_features])
+        logits = np.concatenate([val_logits, cal_logits])
+        labels = np.concatenate([val_set.labels, calibration_set.labels])
+    temperature = fit_temperature(logits, labels)
+    probabilities = softmax(logits, temperature)
+    correct = probabilities.argmax(axis=1) == labels
+    fit_features, _ = features_and_logits(model, train_set.images[: config.n_ood_fit])
+    means, precision = fit_gaussians(
+        fit_features, train_set.labels[: config.n_ood_fit], config.net.n_classes
     )
-    targets = torch.as_tensor(val_set.labels)
+    threshold, distance_threshold, coverage = choose_thresholds(
+        normalised_entropy(probabilities),
+        distances(features, means, precision),
+        correct,
+        config.flag_accuracy,
+    )
+    ood = OodModel(OodServing(distance_threshold, means.shape[1]), means, precision)
+    targets = torch.as_tensor(labels)
     metrics = {
-        "val_accuracy": float(correct.mean()),
-        "val_nll_raw": float(F.cross_entropy(torch.as_tensor(val_logits), targets)),
-        "val_nll_calibrated": float(
-            F.cross_entropy(torch.as_tensor(val_logits / temperature), targets)
-        ),
+        "val_accuracy": float(val_correct.mean()),
+        "calibration_accuracy": float(correct[len(val_correct) :].mean())
+        if len(correct) > len(val_correct)
+        else float("nan"),
+        "calibration_coverage": coverage,
+        "nll_raw": float(F.cross_entropy(torch.as_tensor(logits), targets)),
+        "nll_calibrated": float(F.cross_entropy(torch.as_tensor(logits / temperature), targets)),
         "n_val": len(val_set.labels),
+        "n_calibration": len(labels) - len(val_set.labels),
     }
     return TrainResult(
-        config, model, temperature, threshold, metrics, time.perf_counter() - started
+        config, model, temperature, threshold, metrics, time.perf_counter() - started, ood
     )
 
 
@@ -188,10 +256,16 @@ def save(result: TrainResult, out: Path) -> Path:
         out,
         version=SPEC.version,
         serving=result.classifier().serving,
-        arrays=state_to_arrays(result.model),
+        arrays={**state_to_arrays(result.model), **ood_arrays(result.ood)},
         training=result.config,
         metrics={**result.metrics, "train_seconds": round(result.seconds, 1)},
     )
+
+
+def ood_arrays(ood: OodModel | None) -> dict[str, np.ndarray]:
+    if ood is None:
+        return {}
+    return {MEANS_KEY: ood.class_means, PRECISION_KEY: ood.precision}
 
 
 def summary(result: TrainResult) -> dict[str, float]:

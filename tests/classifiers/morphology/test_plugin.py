@@ -11,6 +11,7 @@ import torch
 
 from stampflow.classifiers.bundle import BundleError, save_bundle
 from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
+from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodServing
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier, MorphologyServing
 from stampflow.classifiers.morphology.preprocess import to_grid
 from stampflow.classifiers.morphology.spec import SPEC
@@ -69,7 +70,11 @@ def test_shipped_model_classifies_multiband_packets(shipped, held_out):
         assert math.isclose(sum(annotation.probabilities.values()), 1.0, rel_tol=1e-5)
         assert max(annotation.probabilities, key=annotation.probabilities.get) == annotation.label
         assert 0.0 <= annotation.uncertainty <= 1.0
-        assert annotation.ambiguous == (annotation.uncertainty > shipped.ambiguous_threshold)
+        if annotation.uncertainty > shipped.ambiguous_threshold:
+            assert annotation.ambiguous  # entropy alone flags; the OOD score may add more
+    prediction = shipped.predict(held_out.images)
+    flags = shipped.flags(prediction)
+    assert [a.ambiguous for a in annotations] == list(flags)
 
 
 def test_native_f200w_stamp_is_binned_onto_the_grid(shipped, held_out):
@@ -174,3 +179,44 @@ def test_bundle_with_mismatched_network_is_refused(tiny_bundle):
     manifest.write_text(json.dumps(data))
     with pytest.raises(BundleError, match="does not fit serving.net"):
         MorphologyClassifier.load(tiny_bundle)
+
+
+def _ood_bundle(directory, threshold: float):
+    config = NetConfig(stem=4, stages=(8,))
+    torch.manual_seed(0)
+    arrays = state_to_arrays(MorphologyNet(config))
+    arrays[MEANS_KEY] = np.zeros((5, 8), np.float32)
+    arrays[PRECISION_KEY] = np.eye(8, dtype=np.float32)
+    ood = OodServing(threshold=threshold, feature_dim=8)
+    save_bundle(
+        directory,
+        version="0.0-test",
+        serving=MorphologyServing(SPEC, config, 1.0, ambiguous_threshold=1.0, ood=ood),
+        arrays=arrays,
+        training={},
+        metrics={},
+    )
+    return MorphologyClassifier.load(directory)
+
+
+def test_ood_statistics_load_from_the_bundle_and_raise_the_flag(tmp_path, held_out):
+    # Entropy threshold 1.0 never flags: only the OOD distance can.
+    strict = _ood_bundle(tmp_path / "strict", threshold=1e-6)
+    lenient = _ood_bundle(tmp_path / "lenient", threshold=1e6)
+    assert strict.ood is not None and strict.ood.precision.shape == (8, 8)
+    assert all(a.ambiguous for a in strict.annotate(held_out.images[:5]))
+    assert not any(a.ambiguous for a in lenient.annotate(held_out.images[:5]))
+    prediction = strict.predict(held_out.images[:5])
+    assert (prediction.ood_score > 1).all()
+    np.testing.assert_allclose(prediction.probabilities, strict.probabilities(held_out.images[:5]))
+
+
+def test_ood_arrays_must_match_the_manifest(tmp_path):
+    directory = tmp_path / "bad"
+    _ood_bundle(directory, threshold=1.0)
+    manifest = directory / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["serving"]["ood"]["feature_dim"] = 16
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError):
+        MorphologyClassifier.load(directory)

@@ -34,7 +34,7 @@ def one_thread():
 def test_tiny_training_run_beats_chance_by_a_wide_margin(tmp_path):
     balanced = sim.SimConfig(balance=(1.0,) * 5)
     config = TrainConfig(
-        n_train=400, n_val=250, epochs=6, batch_size=32, threads=1, seed=3, sim=balanced
+        n_train=400, n_val=250, n_ood_fit=400, epochs=6, batch_size=32, threads=1, seed=3
     )
     train_set = sim.simulate(config.n_train, 31, balanced)
     val_set = sim.simulate(config.n_val, 32, balanced)
@@ -50,6 +50,12 @@ def test_tiny_training_run_beats_chance_by_a_wide_margin(tmp_path):
     assert np.mean(served == val_set.labels) == pytest.approx(
         result.metrics["val_accuracy"], abs=1e-6
     )
+    # The OOD statistics travel in the bundle and serve the same scores.
+    assert plugin.ood is not None and plugin.ood.serving == result.ood.serving
+    np.testing.assert_array_equal(plugin.ood.precision, result.ood.precision)
+    here = result.classifier().predict(val_set.images[:20])
+    there = plugin.predict(val_set.images[:20])
+    np.testing.assert_allclose(here.ood_score, there.ood_score, rtol=1e-5)
 
 
 def test_temperature_scaling_recovers_an_overconfident_temperature():
@@ -104,3 +110,26 @@ def test_flips_and_turns_keep_pixels_and_shape():
         assert torch.equal(out[i].flatten().sort().values, stamps[i].flatten().sort().values)
     plain = augment(stamps, AugmentConfig(physics=False), torch.Generator().manual_seed(2))
     assert torch.equal(plain, out)
+
+
+def test_ood_gaussians_and_joint_thresholds():
+    from stampflow.training.morphology.ood import choose_thresholds, distances, fit_gaussians
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 3000)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    features = centres[labels] + rng.normal(size=(3000, 2))
+    means, precision = fit_gaussians(features, labels, 3)
+    np.testing.assert_allclose(means, centres, atol=0.1)
+    np.testing.assert_allclose(precision, np.eye(2), atol=0.1)
+    near = distances(centres + 0.5, means, precision)
+    far = distances(np.array([[30.0, 30.0]]), means, precision)
+    assert near.max() < 1.0 < 5.0 < far.min()
+    # Errors live far from the classes: the distance threshold must cut them.
+    distance = np.concatenate([rng.uniform(0, 3, 900), rng.uniform(5, 8, 100)])
+    correct = np.concatenate([np.ones(900, bool), np.zeros(100, bool)])
+    entropy = rng.uniform(0, 1, 1000)
+    t_entropy, t_distance, coverage = choose_thresholds(entropy, distance, correct, 0.99)
+    kept = (entropy <= t_entropy) & (distance <= t_distance)
+    assert correct[kept].mean() >= 0.99 and coverage == pytest.approx(kept.mean())
+    assert t_distance < 5.0 and coverage > 0.85
