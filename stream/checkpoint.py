@@ -22,10 +22,17 @@ after step 6. The loop (``loop.py``) does steps 1-3; a ``Checkpoint`` does steps
 
 So an offset is committed only when everything derived from it is durable: a crash at any
 point loses nothing, and re-delivers at most the one batch in hand (at-least-once,
-duplicates bounded by one batch per worker). On partition revocation the source calls
-``finish_batch_in_hand`` before the partitions go; on SIGTERM/SIGINT ``request_stop`` makes
-the loop close the batch it is filling, run steps 2-6 on it within the drain timeout, and
-return (the caller then closes the source, leaving the group). Each batch ends in one
+duplicates bounded by one batch per worker). How step 6 commits is the checkpoint's
+``Commits`` strategy: ``SourceCommits`` (``processing: at_least_once``) commits the
+consumer's offsets; ``TransactionalCommits`` (``exactly_once``, ``transactions.py``) runs
+steps 4-6 inside one Kafka transaction, the offsets sent into it, so outputs and offsets
+become visible together or not at all (a refused output then aborts the transaction and
+the batch's messages are sent again without it, before the commit).
+
+On partition revocation the source calls ``finish_batch_in_hand`` before the partitions
+go; on SIGTERM/SIGINT ``request_stop`` makes the loop close the batch it is filling, run
+steps 2-6 on it within the drain timeout, and return (the caller then closes the source,
+leaving the group). Each batch ends in one
 ``BatchResult``, the only input of the metrics and the run's totals.
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from stampflow.stream.batch_result import BatchResult
 from stampflow.stream.dead_letters import DeadLetterSink
@@ -43,6 +51,40 @@ from stampflow.stream.sinks import Sink
 from stampflow.stream.source import Source
 
 log = logging.getLogger(__name__)
+
+
+class Commits(Protocol):
+    """How step 6 commits a batch (see the module's docstring)."""
+
+    atomic: bool  # True: one refused message fails the batch's whole transaction
+
+    def begin(self) -> None: ...
+
+    def commit(
+        self, batch: Sequence[SourceMessage], *, beat: Callable[[], None], deadline: float | None
+    ) -> None: ...  # raises DeliveryFailed when the batch must be delivered again
+
+    def abort(self) -> None: ...
+
+
+class SourceCommits:
+    """At-least-once: the source commits the offsets once the outputs are acknowledged."""
+
+    atomic = False
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    def begin(self) -> None:
+        return
+
+    def commit(
+        self, batch: Sequence[SourceMessage], *, beat: Callable[[], None], deadline: float | None
+    ) -> None:
+        self._source.commit(batch)
+
+    def abort(self) -> None:
+        return  # what was acknowledged stays; the rewound batch makes duplicates, not losses
 
 
 class Checkpoint:
@@ -64,11 +106,13 @@ class Checkpoint:
         source: Source,
         sink: Sink,
         dead_letters: DeadLetterSink,
+        commits: Commits | None = None,
     ) -> None:
         self._batch = tuple(batch)
         self._source = source
         self._sink = sink
         self._dead_letters = dead_letters
+        self._commits = commits or SourceCommits(source)
         self._outputs: list[EncodedOutput] = []
         self._dead: list[DeadLetter] = []
         self._rejected: list[DeadLetter] = []
@@ -76,23 +120,48 @@ class Checkpoint:
         self._send_s = 0.0
 
     def add_output(self, output: EncodedOutput) -> None:
+        started = time.perf_counter()
+        self._commits.begin()
+        self._outputs.append(output)
+        self._send_output(output)
+        self._send_s += time.perf_counter() - started
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        started = time.perf_counter()
+        self._commits.begin()
+        _log(letter)
+        self._dead.append(letter)
+        self._dead_letters.send(letter)
+        self._send_s += time.perf_counter() - started
+
+    def _send_output(self, output: EncodedOutput) -> None:
         def rejected(reason: str, error: str) -> None:
             alert = output.item.alert
             text = f"{reason}: alert {alert.object_id}/{alert.candid}: {error}"
             self._rejected.append(DeadLetter(output.message, "produce", reason, text))
             self._rejected_ids.add(id(output))
 
-        started = time.perf_counter()
-        self._outputs.append(output)
         self._sink.send(output, rejected)
-        self._send_s += time.perf_counter() - started
 
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        started = time.perf_counter()
-        _log(letter)
-        self._dead.append(letter)
-        self._dead_letters.send(letter)
-        self._send_s += time.perf_counter() - started
+    def _wait(self, beat: Callable[[], None], deadline: float | None) -> None:
+        self._sink.wait_for_acks(beat=beat, deadline=deadline)
+        self._dead_letters.wait_for_acks(beat=beat, deadline=deadline)
+        while self._rejected:  # each round has fewer outputs: it ends
+            refused, self._rejected = self._rejected, []
+            if self._commits.atomic:
+                # The refusal failed the transaction: a new one, with the rest sent again.
+                self._commits.abort()
+                self._commits.begin()
+                for output in self._outputs:
+                    if id(output) not in self._rejected_ids:
+                        self._send_output(output)
+                for letter in self._dead:
+                    self._dead_letters.send(letter)
+            for letter in refused:  # refused for good: retrying would fail for ever
+                self.add_dead_letter(letter)
+            if self._commits.atomic:
+                self._sink.wait_for_acks(beat=beat, deadline=deadline)
+            self._dead_letters.wait_for_acks(beat=beat, deadline=deadline)
 
     def commit(
         self,
@@ -106,29 +175,26 @@ class Checkpoint:
         """Wait for every acknowledgement, then commit; or rewind (when ``rewind``)."""
         started = time.perf_counter()
         stages = dict(stage_seconds)
+        committing = None
         try:
-            self._sink.wait_for_acks(beat=beat, deadline=deadline)
-            self._dead_letters.wait_for_acks(beat=beat, deadline=deadline)
-            if self._rejected:
-                refused, self._rejected = self._rejected, []
-                for letter in refused:  # refused for good: retrying would fail for ever
-                    self.add_dead_letter(letter)
-                self._dead_letters.wait_for_acks(beat=beat, deadline=deadline)
+            self._commits.begin()
+            self._wait(beat, deadline)
+            committing = time.perf_counter()
+            stages["produce"] = self._send_s + committing - started
+            self._commits.commit(self._batch, beat=beat, deadline=deadline)
         except DeliveryFailed as exc:
             log.warning(
-                "batch of %d not acknowledged (%s): %s",
+                "batch of %d not %s (%s): %s",
                 len(self._batch),
+                "acknowledged" if committing is None else "committed",
                 exc,
                 "delivering it again" if rewind else "stopping; it is delivered again later",
             )
+            self._commits.abort()
             if rewind:
                 self._source.rewind(self._batch)
             stages["produce"] = self._send_s + time.perf_counter() - started
             return self._result(False, stages, classifier_seconds)
-        stages["produce"] = self._send_s + time.perf_counter() - started
-
-        committing = time.perf_counter()
-        self._source.commit(self._batch)
         stages["commit"] = time.perf_counter() - committing
         return self._result(True, stages, classifier_seconds)
 

@@ -19,27 +19,38 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
     classifiers:                     # an empty list is valid: alerts pass through unannotated
       - name: blend
         model_dir: null              # null: the bundle shipped with stampflow
-    metrics: {port: 9108}            # /metrics, /healthz, /readyz; null disables the server
+    metrics: {port: 9108, host: 127.0.0.1}   # /metrics, /healthz, /readyz; port null: none
     shutdown: {drain_timeout_s: 30}
     liveness: {stuck_after_s: 600, max_rewinds: 10}   # when /healthz calls the worker stuck
     workers: 1
     backpressure: {max_in_flight: 10000, prefetch_kbytes: 16384}
+    processing: at_least_once        # or exactly_once (Kafka transactions; see stream/README.md)
     kafka: {security.protocol: SASL_SSL, sasl.password: ...}   # librdkafka pass-through
 
 Environment overrides: ``STAMPFLOW_<SECTION>__<KEY>=value`` (for example
 ``STAMPFLOW_BATCHING__MAX_BATCH=64``, ``STAMPFLOW_INPUT__TOPICS=a,b``, ``STAMPFLOW_WORKERS=4``)
 and ``STAMPFLOW_KAFKA__<property>`` for any librdkafka property (``STAMPFLOW_KAFKA__SASL_PASSWORD``
-becomes ``sasl.password``). Values are parsed as YAML scalars. Secrets are never shown: the
-``repr`` of the config and every log line redact them.
+and ``STAMPFLOW_KAFKA__SASL__PASSWORD`` both become ``sasl.password``).
+
+Values are never coerced by YAML: the file is read with every scalar as text (so an unquoted
+password ``012345``, ``yes`` or ``~`` stays exactly what was written), environment values are
+text too, and each typed key is converted here, an error naming the key. ``null``, ``~`` or
+nothing means "unset" only for keys that may be unset (``input.bootstrap``, ``metrics.port``,
+``classifiers[].model_dir``, ...); the ``kafka`` section is passed through verbatim. Secrets
+are never shown: not in the ``repr``, not in a log line, not in an error (a YAML syntax
+error gives its line and column, never the line's text).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -48,9 +59,29 @@ from stampflow.classifiers import registry
 ENV_PREFIX = "STAMPFLOW_"
 OUTPUT_MODES = ("full", "slim")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
-# Substrings of librdkafka property names whose values must never be printed.
-_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "keystore", "oauthbearer.config")
+AT_LEAST_ONCE = "at_least_once"
+EXACTLY_ONCE = "exactly_once"
+PROCESSING_MODES = (AT_LEAST_ONCE, EXACTLY_ONCE)
+# Substrings of property names whose values must never be printed (sasl.password,
+# ssl.key.password, ssl.keystore.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...).
+_SECRET_MARKERS = (
+    "password",
+    "secret",
+    "token",
+    "credential",
+    "private",
+    "key.pem",
+    "ssl.key",
+    "ssl_key",
+    "keystore",
+    "oauthbearer.config",
+)
 REDACTED = "***"
+FILE_KEY = "<file>"  # the key of errors about the config file itself
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+# What YAML would read as null; "unset" for keys that may be unset, text everywhere else.
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
 
 class ConfigError(ValueError):
@@ -59,7 +90,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, why: str) -> None:
         self.key = key
         self.why = why
-        super().__init__(f"config key {key!r}: {why}")
+        super().__init__(why if key == FILE_KEY else f"config key {key!r}: {why}")
 
 
 def is_secret(property_name: str) -> bool:
@@ -73,6 +104,16 @@ def redact(properties: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (REDACTED if is_secret(k) else v) for k, v in properties.items()}
 
 
+def check_topic_name(key: str, name: str) -> None:
+    """Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, and neither ``.`` nor ``..``."""
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            key,
+            f"{name!r} is not a valid Kafka topic name "
+            "(1-249 characters of a-z, A-Z, 0-9, '.', '_' and '-'; not '.' or '..')",
+        )
+
+
 @dataclass(frozen=True)
 class InputConfig:
     bootstrap: str | None = None
@@ -83,6 +124,8 @@ class InputConfig:
     def __post_init__(self) -> None:
         if self.bootstrap is not None and not self.topics:
             raise ConfigError("input.topics", "Kafka mode needs at least one input topic")
+        for topic in self.topics:
+            check_topic_name("input.topics", topic)
         if not self.group_id:
             raise ConfigError("input.group_id", "must not be empty")
 
@@ -101,8 +144,7 @@ class OutputConfig:
             raise ConfigError(
                 "output.compression", f"{self.compression!r} is not one of {COMPRESSIONS}"
             )
-        if not self.topic:
-            raise ConfigError("output.topic", "must not be empty")
+        check_topic_name("output.topic", self.topic)
 
 
 @dataclass(frozen=True)
@@ -111,8 +153,7 @@ class DeadLetterConfig:
     dir: str = "out/dead-letters"
 
     def __post_init__(self) -> None:
-        if not self.topic:
-            raise ConfigError("dead_letter.topic", "must not be empty")
+        check_topic_name("dead_letter.topic", self.topic)
 
 
 @dataclass(frozen=True)
@@ -138,7 +179,8 @@ class ClassifierSpec:
 @dataclass(frozen=True)
 class MetricsConfig:
     port: int | None = 9108  # None: no HTTP server; 0: an ephemeral port (tests)
-    host: str = "0.0.0.0"
+    # Loopback unless asked: in a pod (Prometheus, kubelet probes) set 0.0.0.0.
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.port is not None:
@@ -196,12 +238,26 @@ class DaemonConfig:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     workers: int = 1
     backpressure: BackpressureConfig = field(default_factory=BackpressureConfig)
+    processing: str = AT_LEAST_ONCE
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_int("workers", self.workers, low=1, high=256)
         if not self.kafka_mode and not self.input.archive:
             raise ConfigError("input", "set either input.bootstrap (Kafka) or input.archive")
+        if self.processing not in PROCESSING_MODES:
+            raise ConfigError("processing", f"{self.processing!r} is not one of {PROCESSING_MODES}")
+        if self.exactly_once:
+            if not self.kafka_mode:
+                raise ConfigError("processing", "exactly_once needs Kafka (input.bootstrap)")
+            if not self.kafka.get("group.instance.id"):
+                # The transactional id is built from it: a restarted worker must get the
+                # same one to abort its predecessor's open transaction and fence it.
+                raise ConfigError(
+                    "kafka.group.instance.id",
+                    "exactly_once needs a stable identity per worker, kept across restarts "
+                    "(static membership; STAMPFLOW_KAFKA__GROUP_INSTANCE_ID=$(POD_NAME))",
+                )
         names = [c.name for c in self.classifiers]
         if len(set(names)) != len(names):
             raise ConfigError("classifiers", f"a classifier is listed twice: {names}")
@@ -216,6 +272,10 @@ class DaemonConfig:
     @property
     def kafka_mode(self) -> bool:
         return self.input.bootstrap is not None
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing == EXACTLY_ONCE
 
     def __repr__(self) -> str:
         # The generated repr would print credentials from ``kafka``.
@@ -243,7 +303,7 @@ _SECTIONS: dict[str, type] = {
     "liveness": LivenessConfig,
     "backpressure": BackpressureConfig,
 }
-_TOP_LEVEL = {"classifiers", "workers", "kafka", *_SECTIONS}
+_TOP_LEVEL = {"classifiers", "workers", "processing", "kafka", *_SECTIONS}
 
 
 def load_config(
@@ -257,17 +317,7 @@ def load_config(
     ``overrides`` carries command-line flags such as ``{"input.bootstrap": "host:9092"}``;
     they win over the environment, which wins over the file.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError("<file>", f"{path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError("<file>", f"{path} must hold a mapping at top level")
-        raw = loaded or {}
+    raw: dict[str, Any] = {} if path is None else _read_file(Path(path))
     for key, value in _env_overrides(os.environ if env is None else env).items():
         _set_dotted(raw, key, value)
     for key, value in (overrides or {}).items():
@@ -276,31 +326,59 @@ def load_config(
     return _build(raw)
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(FILE_KEY, f"config file {path}: cannot read it: {exc.strerror}") from None
+    try:
+        # BaseLoader: every scalar is text, exactly as written; typed keys are converted below.
+        loaded = yaml.load(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError as exc:
+        # ``from None``: yaml's own message quotes the offending line (a password, maybe).
+        raise ConfigError(FILE_KEY, _syntax_error(path, exc)) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(FILE_KEY, f"config file {path}: must hold a mapping at top level")
+    return loaded
+
+
+def _syntax_error(path: Path, exc: yaml.YAMLError) -> str:
+    """Where the error is and what kind, without any of the file's text."""
+    message = f"config file {path}: YAML syntax error"
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        message += f" at line {mark.line + 1}, column {mark.column + 1}"
+    problem = getattr(exc, "problem", None)
+    if problem:
+        # yaml quotes the token it stopped at ('Star-S3cret', '%'); token kinds ('<scalar>')
+        # are no text of the file and stay.
+        problem = re.sub(r"\s*'(?!<)[^']*'|\s*\"[^\"]*\"", "", problem).strip()
+        message += f": {problem}"
+    return message
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """Dotted key -> the variable's text, never parsed (typed keys are converted later)."""
+    found: dict[str, str] = {}
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX) :].split("__")
         section = path[0].lower()
-        if section == "kafka" and len(path) == 2:
-            prop = path[1] if "." in path[1] else path[1].lower().replace("_", ".")
-            # librdkafka properties are strings; never YAML-parse a password.
+        if section == "kafka" and len(path) >= 2:
+            # SASL_PASSWORD and SASL__PASSWORD are both sasl.password; dotted names pass as is.
+            parts = path[1:]
+            prop = ".".join(p if "." in p else p.lower().replace("_", ".") for p in parts)
             found[f"kafka.{prop}"] = text
             continue
         if section not in _TOP_LEVEL:
             if len(path) > 1:  # shaped like a config path: a typo, not someone else's variable
                 raise ConfigError(name, f"unknown section {section!r}; known: {sorted(_TOP_LEVEL)}")
             continue  # e.g. STAMPFLOW_LOG_LEVEL belongs to someone else
-        found[".".join(p.lower() for p in path)] = _parse_scalar(name, text)
+        found[".".join(p.lower() for p in path)] = text
     return found
-
-
-def _parse_scalar(name: str, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(name, f"cannot parse {text!r}: {exc}") from exc
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -309,12 +387,15 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         raw[head] = value
         return
     if head == "kafka":  # property names contain dots themselves
-        raw.setdefault("kafka", {})
+        if not isinstance(raw.get("kafka"), dict):
+            raw["kafka"] = {}
         raw["kafka"][rest] = value
         return
-    section = raw.setdefault(head, {})
+    section = raw.get(head)
+    if section is None or _is_null(section):
+        section = raw[head] = {}
     if not isinstance(section, dict):
-        raise ConfigError(head, f"must be a mapping, got {section!r}")
+        raise ConfigError(head, "must be a mapping")
     _set_dotted(section, rest, value)
 
 
@@ -331,31 +412,80 @@ def _build(raw: Mapping[str, Any]) -> DaemonConfig:
     if "classifiers" in raw:
         kwargs["classifiers"] = _build_classifiers(raw["classifiers"])
     if "workers" in raw:
-        kwargs["workers"] = raw["workers"]
+        kwargs["workers"] = _as_int("workers", raw["workers"])
+    if "processing" in raw:
+        kwargs["processing"] = _as_text("processing", raw["processing"])
     if "kafka" in raw:
-        kafka = raw["kafka"] or {}
-        if not isinstance(kafka, dict):
-            raise ConfigError("kafka", "must be a mapping of librdkafka properties")
-        kwargs["kafka"] = {str(k): _kafka_value(v) for k, v in kafka.items()}
+        kwargs["kafka"] = _build_kafka(raw["kafka"])
     return DaemonConfig(**kwargs)
 
 
 def _build_section(name: str, cls: type, value: Any) -> Any:
-    if value is None:
+    if _is_null(value):
         return cls()
     if not isinstance(value, dict):
         raise ConfigError(name, f"must be a mapping, got {value!r}")
-    known = {f.name: f for f in fields(cls)}
-    for key in value:
+    hints = get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    converted: dict[str, Any] = {}
+    for key, item in value.items():
         if key not in known:
             raise ConfigError(f"{name}.{key}", f"unknown key; known: {', '.join(known)}")
-    values = dict(value)
-    if name == "input" and "topics" in values:
-        values["topics"] = _as_topics(values["topics"])
-    for key in ("bootstrap", "archive"):
-        if name == "input" and values.get(key) is not None:
-            values[key] = str(values[key])
-    return cls(**values)
+        converted[key] = _typed(f"{name}.{key}", item, hints[key])
+    return cls(**converted)
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """``value`` (text from the file or the environment, or a flag's value) as ``hint``."""
+    options = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if type(None) in options and _is_null(value):
+        return None
+    base = next(t for t in options if t is not type(None))
+    if base is str:
+        return _as_text(key, value)
+    if base is int:
+        return _as_int(key, value)
+    if base is float:
+        return _as_float(key, value)
+    if key == "input.topics":
+        return _as_topics(value)
+    raise TypeError(f"no conversion for {key} ({hint})")  # a new field needs one here
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value in _NULLS)
+
+
+def _as_text(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # a flag's number
+        return str(value)
+    raise ConfigError(key, "must be a single value (text), not a list or mapping")
+
+
+def _as_int(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9][0-9_]*", value.strip()):
+        return int(value.strip().replace("_", ""))
+    raise ConfigError(key, f"must be an integer, got {_shown(key, value)}")
+
+
+def _as_float(key: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(key, f"must be a number, got {_shown(key, value)}")
+    return number
+
+
+def _shown(key: str, value: Any) -> str:
+    return REDACTED if is_secret(key) else repr(value)
 
 
 def _as_topics(value: Any) -> tuple[str, ...]:
@@ -367,7 +497,7 @@ def _as_topics(value: Any) -> tuple[str, ...]:
 
 
 def _build_classifiers(value: Any) -> tuple[ClassifierSpec, ...]:
-    if value is None:
+    if _is_null(value):
         return ()
     if isinstance(value, str):  # env/flag form: "blend,morphology"
         value = [v.strip() for v in value.split(",") if v.strip()]
@@ -378,9 +508,13 @@ def _build_classifiers(value: Any) -> tuple[ClassifierSpec, ...]:
         if isinstance(item, str):
             specs.append(ClassifierSpec(name=item))
         elif isinstance(item, dict) and set(item) <= {"name", "model_dir"} and "name" in item:
+            key = f"classifiers[{i}]"
             model_dir = item.get("model_dir")
             specs.append(
-                ClassifierSpec(str(item["name"]), None if model_dir is None else str(model_dir))
+                ClassifierSpec(
+                    _as_text(f"{key}.name", item["name"]),
+                    None if _is_null(model_dir) else _as_text(f"{key}.model_dir", model_dir),
+                )
             )
         else:
             raise ConfigError(
@@ -389,7 +523,19 @@ def _build_classifiers(value: Any) -> tuple[ClassifierSpec, ...]:
     return tuple(specs)
 
 
-def _kafka_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _build_kafka(value: Any) -> dict[str, str]:
+    """librdkafka properties, verbatim: every value is the text the user wrote."""
+    if _is_null(value):
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("kafka", "must be a mapping of librdkafka properties")
+    properties = {}
+    for name, item in value.items():
+        if isinstance(item, bool):  # from Python callers only; librdkafka wants the word
+            item = "true" if item else "false"
+        elif isinstance(item, int | float):
+            item = str(item)
+        if not isinstance(item, str):
+            raise ConfigError(f"kafka.{name}", "must be a single value, not a list or mapping")
+        properties[str(name)] = item
+    return properties

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -17,6 +18,8 @@ from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive
 from stampflow.stream.batch_result import RunTotals
+from stampflow.stream.checkpoint import Commits
+from stampflow.stream.cluster_check import check_cluster
 from stampflow.stream.config import DaemonConfig
 from stampflow.stream.dead_letters import DeadLetterSink, DirectoryDeadLetters, KafkaDeadLetters
 from stampflow.stream.health import HealthServer, Heartbeat
@@ -27,6 +30,7 @@ from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, servin
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
 from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
+from stampflow.stream.transactions import Fenced, TransactionalCommits, transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,25 @@ def load_classifiers(config: DaemonConfig) -> list[Classifier]:
     ]
 
 
-def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult:
+def worker_config(config: DaemonConfig, worker_index: int | None) -> DaemonConfig:
+    """``config`` for worker ``worker_index`` of several: its own static member id.
+
+    Two members of a group may not share a ``group.instance.id`` (the newer fences the
+    older), nor two producers a ``transactional.id``; ``-<index>`` keeps each apart and the
+    same across restarts.
+    """
+    instance = config.kafka.get("group.instance.id")
+    if worker_index is None or config.workers == 1 or not instance:
+        return config
+    kafka = {**config.kafka, "group.instance.id": f"{instance}-{worker_index}"}
+    return dataclasses.replace(config, kafka=kafka)
+
+
+def run_worker(
+    config: DaemonConfig, *, serve_http: bool = True, worker_index: int | None = None
+) -> WorkerResult:
     """Run one worker until its source ends (archive) or SIGTERM/SIGINT (Kafka)."""
+    config = worker_config(config, worker_index)
     registry = serving_registry() if not multiprocess_enabled() else CollectorRegistry()
     metrics = DaemonMetrics(registry)
     heartbeat = Heartbeat(
@@ -79,16 +100,23 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
     sink: Sink
     dead_letters: DeadLetterSink
     producer = None
+    commits: Commits | None = None
     if config.kafka_mode:
-        properties = producer_properties(config)
+        name = transactional_id(config) if config.exactly_once else None
+        properties = producer_properties(config, name)
         output, dead = config.output.topic, config.dead_letter.topic
+        keys = {"input.topics": config.input.topics, "output.topic": [output]}
+        check_cluster(properties, {**keys, "dead_letter.topic": [dead]})
         limits = topic_message_limits(properties, (output, dead))
         producer = AckingProducer(
             bounded_batches(properties, limits), config.backpressure.max_in_flight
         )
         sink = KafkaSink(producer, output, max_message_bytes=limits[output])
         dead_letters = KafkaDeadLetters(producer, dead, max_message_bytes=limits[dead])
-        source = KafkaSource(config, metrics)
+        kafka_source = KafkaSource(config, metrics)
+        source = kafka_source
+        if name is not None:
+            commits = TransactionalCommits(producer, kafka_source, name)
     else:
         check_archive(config.input.archive or "")
         sink = AvroFileSink(config.output.dir, mode=config.output.mode)
@@ -106,10 +134,16 @@ def run_worker(config: DaemonConfig, *, serve_http: bool = True) -> WorkerResult
         max_wait_ms=config.batching.max_wait_ms,
         drain_timeout_s=config.shutdown.drain_timeout_s,
         mode=config.output.mode,
+        commits=commits,
     )
     restore = _install_signal_handlers(loop, config.shutdown.drain_timeout_s)
     try:
         totals = loop.run()
+    except Fenced as exc:
+        # A newer worker with our transactional id took over: ours is a zombie, and stops
+        # without committing anything more.
+        log.error("%s", exc)
+        totals = loop.totals
     finally:
         source.close()  # leaves the consumer group (one last, empty, revocation)
         sink.close()

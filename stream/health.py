@@ -81,6 +81,10 @@ class Heartbeat:
         return self._ready
 
 
+class BindError(OSError):
+    """The metrics port cannot be listened on; the message names host, port and config keys."""
+
+
 class HealthServer:
     """A small threaded HTTP server; ``port=0`` picks a free port (see ``.port``)."""
 
@@ -91,12 +95,18 @@ class HealthServer:
         healthy: Callable[[], bool],
         ready: Callable[[], bool],
         problem: Callable[[], str | None] | None = None,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         """``problem`` (optional) explains an unhealthy answer in the reply's body."""
         handler = _make_handler(registry, healthy, ready, problem)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise BindError(
+                f"metrics server cannot listen on {host}:{port} (metrics.host, metrics.port): "
+                f"{exc.strerror or exc}"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="stampflow-http", daemon=True

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stampflow.stream.config import DaemonConfig, redact
+from stampflow.stream.kafka_log import KafkaLog
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ PERMANENT_MESSAGE_ERRORS = frozenset(
 Headers = list[tuple[str, bytes]]
 
 
-def producer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
+def producer_properties(
+    config: DaemonConfig, transactional_id: str | None = None
+) -> dict[str, str | int | bool]:
     """librdkafka producer settings: ours first, then the user's pass-through properties."""
     props: dict[str, str | int | bool] = {
         "bootstrap.servers": config.input.bootstrap or "",
@@ -45,8 +48,17 @@ def producer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
     }
     props.update(config.kafka)
     # Consumer-only pass-through properties would make the producer warn at every start.
-    for consumer_only in ("group.id", "auto.offset.reset", "enable.auto.commit"):
+    for consumer_only in (
+        "group.id",
+        "group.instance.id",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "session.timeout.ms",
+        "isolation.level",
+    ):
         props.pop(consumer_only, None)
+    if transactional_id is not None:
+        props["transactional.id"] = transactional_id
     return props
 
 
@@ -61,7 +73,8 @@ class DeliveryFailed(RuntimeError):
 class AckingProducer:
     def __init__(self, properties: dict[str, str | int | bool], max_in_flight: int) -> None:
         log.info("producer settings: %s", redact(properties))
-        self._producer = Producer({**properties, "error_cb": _log_kafka_error})
+        self._log = KafkaLog("producer", log)
+        self._producer = Producer({**properties, **self._log.properties()})
         self._max_in_flight = max_in_flight
         self._unacknowledged = 0  # ours, exact: len(producer) also counts librdkafka's events
         self._failures: list[str] = []
@@ -75,7 +88,8 @@ class AckingProducer:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                found = self._producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+                # All topics: metadata asked for one topic by name auto-creates it.
+                found = self._producer.list_topics(timeout=timeout_s).topics.get(topic)
             except KafkaException as exc:
                 raise MissingTopic(f"topic {topic!r}: no metadata from the broker ({exc})") from exc
             if found is not None and found.error is None and found.partitions:
@@ -134,13 +148,24 @@ class AckingProducer:
             raise DeliveryFailed(f"{len(failures)} deliveries failed, first: {failures[0]}")
 
     @property
+    def transactions(self) -> Producer:
+        """The librdkafka producer, for the transaction calls (``transactions.py``)."""
+        return self._producer
+
+    def forget_failures(self) -> None:
+        """An aborted transaction's failed deliveries: its batch is delivered again."""
+        self._failures.clear()
+
+    @property
     def in_flight(self) -> int:
         """Messages produced and not yet acknowledged (or failed)."""
         return self._unacknowledged
 
     def close(self, timeout_s: float) -> int:
         """Flush; returns how many messages are still undelivered after ``timeout_s``."""
-        return self._producer.flush(timeout_s)
+        left = self._producer.flush(timeout_s)
+        self._log.flush()
+        return left
 
     def _callback(
         self, topic: str, on_ack: OnAck, on_reject: OnReject | None
@@ -159,7 +184,3 @@ class AckingProducer:
 
 def _permanent(error: KafkaError) -> bool:
     return error.code() in PERMANENT_MESSAGE_ERRORS and not error.retriable()
-
-
-def _log_kafka_error(error: KafkaError) -> None:
-    log.warning("kafka: %s", error)

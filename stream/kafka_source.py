@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from stampflow.stream.config import DaemonConfig, redact
+from stampflow.stream.kafka_log import KafkaLog
 from stampflow.stream.messages import SourceMessage
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled
 from stampflow.stream.source import RevokeHook
@@ -35,6 +36,8 @@ def consumer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        # Input written in transactions (ours, MirrorMaker's): aborted records are skipped.
+        "isolation.level": "read_committed",
         "queued.max.messages.kbytes": config.backpressure.prefetch_kbytes,
         # One fetch should not overshoot the prefetch bound by much; librdkafka insists on
         # at least message.max.bytes (1 MB by default, about 20 packets).
@@ -50,11 +53,9 @@ class KafkaSource:
     def __init__(self, config: DaemonConfig, metrics: DaemonMetrics) -> None:
         self._metrics = metrics
         props = consumer_properties(config)
-        props["error_cb"] = _log_kafka_error  # type: ignore[assignment]
-        log.info(
-            "consumer settings: %s", redact({k: v for k, v in props.items() if k != "error_cb"})
-        )
-        self._consumer = Consumer(props)
+        log.info("consumer settings: %s", redact(props))
+        self._log = KafkaLog("consumer", log)
+        self._consumer = Consumer({**props, **self._log.properties()})
         self._assigned: set[tuple[str, int]] = set()
         self._revoke_hook: RevokeHook | None = None
         self._lag_due = 0.0
@@ -91,13 +92,21 @@ class KafkaSource:
         self._maybe_refresh_lag()
         return out
 
-    def commit(self, messages: Sequence[SourceMessage]) -> None:
-        """Store then commit, per partition, the highest offset + 1 of ``messages``."""
-        offsets = [
+    def offsets_after(self, messages: Sequence[SourceMessage]) -> list[TopicPartition]:
+        """Per partition still assigned: the highest offset + 1 of ``messages``."""
+        return [
             TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in _highest_offsets(messages).items()
             if (topic, partition) in self._assigned
         ]
+
+    def group_metadata(self) -> object:
+        """The group generation a transaction's offsets are committed under (KIP-447)."""
+        return self._consumer.consumer_group_metadata()
+
+    def commit(self, messages: Sequence[SourceMessage]) -> None:
+        """Store then commit, per partition, the highest offset + 1 of ``messages``."""
+        offsets = self.offsets_after(messages)
         if not offsets:
             return  # partitions already gone: their new owner redoes the work
         self._consumer.store_offsets(offsets=offsets)
@@ -138,6 +147,7 @@ class KafkaSource:
     def close(self) -> None:
         """Leave the group (this triggers a last revocation, with nothing left in hand)."""
         self._consumer.close()
+        self._log.flush()
 
     # -- rebalances and lag ---------------------------------------------------------------
 
@@ -205,7 +215,3 @@ def _highest_offsets(messages: Sequence[SourceMessage]) -> Mapping[tuple[str, in
 
 def _names(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"
-
-
-def _log_kafka_error(error: KafkaError) -> None:
-    log.warning("kafka: %s", error)

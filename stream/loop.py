@@ -14,7 +14,7 @@ from stampflow.classifiers.base import Classifier
 from stampflow.schemas.encode import OutputEncoder
 from stampflow.stream.batch_result import Recorder, RunTotals
 from stampflow.stream.batcher import MicroBatcher
-from stampflow.stream.checkpoint import Checkpoint
+from stampflow.stream.checkpoint import Checkpoint, Commits
 from stampflow.stream.dead_letters import DeadLetterSink
 from stampflow.stream.encode_stage import encode_batch
 from stampflow.stream.health import Heartbeat
@@ -40,8 +40,11 @@ class ProcessingLoop:
         drain_timeout_s: float,
         mode: str = "full",
         encoder: OutputEncoder | None = None,
+        commits: Commits | None = None,
     ) -> None:
+        """``commits``: how batches commit (default: the source's offsets, at-least-once)."""
         self._source = source
+        self._commits = commits
         self._sink = sink
         self._dead_letters = dead_letters
         self._classifiers = list(classifiers)
@@ -115,7 +118,11 @@ class ProcessingLoop:
         stages["encode"] = time.perf_counter() - encode_started
 
         checkpoint = Checkpoint(  # steps 4-6
-            batch, source=self._source, sink=self._sink, dead_letters=self._dead_letters
+            batch,
+            source=self._source,
+            sink=self._sink,
+            dead_letters=self._dead_letters,
+            commits=self._commits,
         )
         for output in outputs:
             checkpoint.add_output(output)

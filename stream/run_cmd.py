@@ -40,6 +40,7 @@ _FLAG_KEYS = {
     "drain_timeout": "shutdown.drain_timeout_s",
     "workers": "workers",
     "max_in_flight": "backpressure.max_in_flight",
+    "processing": "processing",
 }
 
 
@@ -68,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--drain-timeout", type=float, help="seconds allowed to drain on shutdown")
     tune.add_argument("--workers", type=int, help="consumer processes in the group (Kafka)")
     tune.add_argument("--max-in-flight", type=int, help="unacknowledged outputs at most")
+    tune.add_argument(
+        "--processing",
+        choices=("at_least_once", "exactly_once"),
+        help="exactly_once: Kafka transactions (needs kafka group.instance.id)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -87,14 +93,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"stampflow run: {exc}", file=sys.stderr)
         return 2
     log.info("config: %r", config)
-    if config.workers > 1:
-        from stampflow.stream.workers import run_workers
-
-        return run_workers(config)
-
     from stampflow.stream.daemon import run_worker
+    from stampflow.stream.workers import run_workers
 
     try:
+        if config.workers > 1:
+            return run_workers(config)
         result = run_worker(config)
     except (ArchiveError, BundleError, ConfigError, ValueError, OSError, KafkaException) as exc:
         print(f"stampflow run: {exc}", file=sys.stderr)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from stampflow.stream.kafka_log import KafkaLog
+
 log = logging.getLogger(__name__)
 
 TOO_LARGE = "too_large"
@@ -48,7 +50,8 @@ def topic_message_limits(
     cap = producer_max_bytes(properties)
     names = list(dict.fromkeys(topics))
     limits = dict.fromkeys(names, cap)
-    admin = AdminClient({k: v for k, v in properties.items() if k != "error_cb"})
+    settings = {k: v for k, v in properties.items() if k not in ("error_cb", "logger")}
+    admin = AdminClient({**settings, **KafkaLog("admin", log).properties()})
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     try:
         futures = admin.describe_configs(resources, request_timeout=timeout_s)

@@ -36,7 +36,7 @@ def _worker_main(config: DaemonConfig, index: int, log_level: int) -> None:
     from stampflow.stream.daemon import run_worker  # imported in the child, after the env is set
 
     try:
-        result = run_worker(config, serve_http=False)
+        result = run_worker(config, serve_http=False, worker_index=index)
     except (ValueError, OSError, KafkaException) as exc:  # missing topic, model dir, ...
         log.error("worker %d cannot start: %s", index, exc)
         sys.exit(2)
@@ -65,7 +65,18 @@ def run_workers(config: DaemonConfig) -> int:
         process.start()
         return process
 
-    workers: list[BaseProcess] = [start(i) for i in range(config.workers)]
+    workers: list[BaseProcess] = []
+    registry = serving_registry()
+    server = None
+    if config.metrics.port is not None:  # bound first: a port in use must not orphan workers
+        server = HealthServer(
+            registry,
+            healthy=lambda: all(p.is_alive() for p in workers),
+            ready=lambda: ready_value(registry) >= 1,
+            host=config.metrics.host,
+            port=config.metrics.port,
+        )
+    workers.extend(start(i) for i in range(config.workers))
     started_at = [time.monotonic()] * config.workers
     stopping = False
 
@@ -77,16 +88,8 @@ def run_workers(config: DaemonConfig) -> int:
                 os.kill(process.pid, signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    registry = serving_registry()
-    server = None
-    if config.metrics.port is not None:
-        server = HealthServer(
-            registry,
-            healthy=lambda: all(p.is_alive() for p in workers),
-            ready=lambda: ready_value(registry) >= 1,
-            host=config.metrics.host,
-            port=config.metrics.port,
-        ).start()
+    if server is not None:
+        server.start()
         log.info("metrics and probes of %d workers on port %d", config.workers, server.port)
     try:
         while not stopping:

@@ -61,6 +61,8 @@ def test_statefulset_probes_resources_and_graceful_stop(rendered, tmp_path):
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
     config = daemon_config(rendered, tmp_path)
     assert port == config.metrics.port
+    # The probes and Prometheus come from outside the pod: loopback would fail them all.
+    assert config.metrics.host == "0.0.0.0"
 
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
@@ -162,6 +164,7 @@ def test_compose_stack():
         DEPLOY / [k for k, v in mounted.items() if v.endswith("config.yaml")][0], env={}
     )
     grace = int(daemon["stop_grace_period"].rstrip("s"))
+    assert config.metrics.host == "0.0.0.0"  # scraped from the prometheus container
     assert grace > config.shutdown.drain_timeout_s
     assert f"{config.metrics.port}:{config.metrics.port}" in daemon["ports"]
 

@@ -114,3 +114,115 @@ def test_the_example_config_loads() -> None:
     config = load_config(example, env={})
     assert config.kafka_mode
     assert config.classifiers == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "at"),
+    [
+        ("  sasl.password: %Pct-S3cret", "line 3, column 18"),  # no token starts with '%'
+        ("  sasl.password: *Star-S3cret", "line 3, column 18"),  # an alias; yaml quotes it
+        ("  sasl.password: 'Quo-S3cret", "line 4, column 1"),  # an unclosed quote
+    ],
+)
+def test_a_yaml_syntax_error_never_shows_the_secret(tmp_path: Path, line: str, at: str) -> None:
+    path = write(tmp_path, f"input: {{bootstrap: 'b:9093'}}\nkafka:\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert message.startswith(f"config file {path}: YAML syntax error at {at}")
+    assert "S3cret" not in message
+    # Nothing chained either: a traceback would print yaml's own message, which quotes the line.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_environment_values_are_never_parsed_as_yaml(tmp_path: Path) -> None:
+    text = "%Pct-S3cret: [*x"  # invalid YAML, and a password someone may well have
+    env = {
+        "STAMPFLOW_KAFKA__SASL__PASSWORD": text,  # the double underscore form is the same key
+        "STAMPFLOW_INPUT__GROUP_ID": "0755",
+        "STAMPFLOW_OUTPUT__TOPIC": "2024",
+    }
+    config = load_config(env=env, overrides={"input.bootstrap": "b:9093"})
+    assert config.kafka["sasl.password"] == text
+    assert config.input.group_id == "0755"
+    assert config.output.topic == "2024"
+
+
+@pytest.mark.parametrize("written", ["012345", "yes", "~", "null", "0x1F", "1e3", "on", "1_000"])
+def test_unquoted_values_of_text_keys_stay_as_written(tmp_path: Path, written: str) -> None:
+    path = write(
+        tmp_path,
+        f"input: {{bootstrap: 'b:9093', group_id: {written}}}\n"
+        f"kafka:\n  sasl.password: {written}\n  session.timeout.ms: 6000\n",
+    )
+    config = load_config(path, env={})
+    assert config.kafka == {"sasl.password": written, "session.timeout.ms": "6000"}
+    if written not in ("~", "null"):  # group_id may not be unset, but "~" is still its text
+        assert config.input.group_id == written
+
+
+def test_typed_keys_are_converted_and_may_be_unset(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "input: {archive: x}\nbatching: {max_batch: 64, max_wait_ms: '250'}\n"
+        "metrics: {port: ~}\nshutdown: {drain_timeout_s: 12.5}\n"
+        "classifiers: [{name: blend, model_dir: null}]\n",
+    )
+    config = load_config(path, env={"STAMPFLOW_WORKERS": "1"})
+    assert (config.batching.max_batch, config.batching.max_wait_ms) == (64, 250)
+    assert config.metrics.port is None
+    assert config.shutdown.drain_timeout_s == 12.5
+    assert config.classifiers[0].model_dir is None
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"STAMPFLOW_BATCHING__MAX_BATCH": "yes"})
+    assert caught.value.key == "batching.max_batch"
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("input.topics", "bad topic!"),
+        ("input.topics", "ok,.."),
+        ("output.topic", "x" * 250),
+        ("dead_letter.topic", "."),
+        ("output.topic", ""),
+    ],
+)
+def test_topic_names_follow_kafkas_rules(key: str, name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, overrides={"input.bootstrap": "b:9093", key: name})
+    assert caught.value.key == key
+    assert "not a valid Kafka topic name" in str(caught.value)
+
+
+def test_bad_topic_flag_is_an_immediate_error(capsys) -> None:
+    from stampflow.stream.cli import main
+
+    assert main(["run", "--bootstrap", "127.0.0.1:1", "--topics", "bad topic!"]) == 2
+    assert "config key 'input.topics': 'bad topic!' is not a valid Kafka topic name" in (
+        capsys.readouterr().err
+    )
+
+
+def test_metrics_listen_on_loopback_unless_told() -> None:
+    config = load_config(env={}, overrides={"input.archive": "x"})
+    assert config.metrics.host == "127.0.0.1"
+    config = load_config(
+        env={"STAMPFLOW_METRICS__HOST": "0.0.0.0"}, overrides={"input.archive": "x"}
+    )
+    assert config.metrics.host == "0.0.0.0"
+
+
+def test_exactly_once_needs_kafka_and_a_stable_identity() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, overrides={"input.archive": "x", "processing": "exactly_once"})
+    assert caught.value.key == "processing"
+    kafka = {"input.bootstrap": "b:9093", "processing": "exactly_once"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, overrides=kafka)
+    assert caught.value.key == "kafka.group.instance.id"
+    config = load_config(env={"STAMPFLOW_KAFKA__GROUP_INSTANCE_ID": "stampflow-0"}, overrides=kafka)
+    assert config.exactly_once
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={}, overrides={"input.archive": "x", "processing": "exactly-once"})
+    assert caught.value.key == "processing"
