@@ -23,14 +23,14 @@ from stampflow.stream.cluster_check import check_cluster
 from stampflow.stream.config import DaemonConfig
 from stampflow.stream.dead_letters import DeadLetterSink, DirectoryDeadLetters, KafkaDeadLetters
 from stampflow.stream.health import HealthServer, Heartbeat
-from stampflow.stream.kafka_producer import AckingProducer, producer_properties
+from stampflow.stream.kafka_producer import AckingProducer, Fenced, producer_properties
 from stampflow.stream.kafka_source import KafkaSource
 from stampflow.stream.loop import ProcessingLoop
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
 from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
-from stampflow.stream.transactions import Fenced, TransactionalCommits, transactional_id
+from stampflow.stream.transactions import TransactionalCommits, transactional_id
 
 log = logging.getLogger(__name__)
 

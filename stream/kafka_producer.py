@@ -70,6 +70,10 @@ class DeliveryFailed(RuntimeError):
     """Some outputs of a batch were not acknowledged; the batch must not be committed."""
 
 
+class Fenced(RuntimeError):
+    """A newer worker took this one's identity (transactional id, static member id): stop."""
+
+
 class AckingProducer:
     def __init__(self, properties: dict[str, str | int | bool], max_in_flight: int) -> None:
         log.info("producer settings: %s", redact(properties))

@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 
 from stampflow.stream.config import DaemonConfig, redact
 from stampflow.stream.kafka_log import KafkaLog
+from stampflow.stream.kafka_producer import Fenced
 from stampflow.stream.messages import SourceMessage
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled
 from stampflow.stream.source import RevokeHook
@@ -73,7 +74,10 @@ class KafkaSource:
         for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
             error = msg.error()
             if error is not None:
-                if error.fatal():
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    # librdkafka hands a fatal error over as _FATAL, the cause only in words.
+                    if "fenced" in error.str().lower():
+                        raise Fenced(f"a newer member took this one's group.instance.id: {error}")
                     raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer: %s", error)

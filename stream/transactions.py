@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import KafkaError, KafkaException
 
 from stampflow.stream.config import DaemonConfig
-from stampflow.stream.kafka_producer import AckingProducer, DeliveryFailed
+from stampflow.stream.kafka_producer import AckingProducer, DeliveryFailed, Fenced
 from stampflow.stream.kafka_source import KafkaSource
 from stampflow.stream.messages import SourceMessage
 
@@ -44,10 +44,6 @@ _FENCED = frozenset(
         KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
     }
 )
-
-
-class Fenced(RuntimeError):
-    """A newer worker owns this transactional id: this one must stop, committing nothing."""
 
 
 def transactional_id(config: DaemonConfig) -> str:

@@ -147,14 +147,26 @@ class Record:
         )
 
 
-def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list[Record]:
-    """Every record of ``topic`` from the start, waiting until at least ``expect`` arrived."""
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expect: int,
+    timeout_s: float = 60,
+    *,
+    isolation: str = "read_committed",
+) -> list[Record]:
+    """Every record of ``topic`` from the start, waiting until at least ``expect`` arrived.
+
+    ``read_committed`` (librdkafka's default, said here): records of aborted transactions
+    are skipped; ``read_uncommitted`` sees them too.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{os.getpid()}-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "isolation.level": isolation,
         }
     )
     consumer.subscribe([topic])
@@ -203,8 +215,10 @@ class Daemon:
         group: str,
         extra: tuple[str, ...] = (),
         log_path: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
+        self.env = {**os.environ, **(env or {})}
         self.args = [
             STAMPFLOW,
             "run",
@@ -223,7 +237,9 @@ class Daemon:
 
     def start(self) -> Daemon:
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
+        )
         return self
 
     def wait_ready(self, timeout_s: float = 60) -> None:
@@ -274,6 +290,7 @@ def start_daemon(
     *extra: str,
     group: str | None = None,
     log_path: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Daemon:
     """Start ``stampflow run`` from ``source`` (group ``g-<source>`` unless given) and add it
     to ``daemons`` (the fixture kills whatever a test leaves running)."""
@@ -285,6 +302,7 @@ def start_daemon(
         group=group or f"g-{source}",
         extra=extra,
         log_path=log_path,
+        env=env,
     ).start()
     daemons.append(daemon)
     return daemon

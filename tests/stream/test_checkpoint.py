@@ -91,7 +91,9 @@ class RecordingDeadLetters:
         pass
 
 
-def make_loop(source, sink, dead_letters, *, max_batch=3, heartbeat=None, registry=None):
+def make_loop(
+    source, sink, dead_letters, *, max_batch=3, heartbeat=None, registry=None, commits=None
+):
     return ProcessingLoop(
         source=source,
         sink=sink,
@@ -102,6 +104,7 @@ def make_loop(source, sink, dead_letters, *, max_batch=3, heartbeat=None, regist
         max_batch=max_batch,
         max_wait_ms=50,
         drain_timeout_s=5,
+        commits=commits,
     )
 
 
@@ -250,3 +253,74 @@ def test_a_batch_rewound_again_and_again_makes_the_worker_unhealthy() -> None:
     assert registry.get_sample_value("stampflow_stuck") == 1
     heartbeat.batch_done(committed=True)  # progress clears it
     assert heartbeat.healthy()
+
+
+class RecordingTransactions:
+    """Exactly-once's commit strategy, as events: begin, commit (offsets with it), abort."""
+
+    atomic = True
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+        self.open = False
+
+    def begin(self) -> None:
+        if not self.open:
+            self.events.append(("begin",))
+            self.open = True
+
+    def commit(self, batch, *, beat, deadline) -> None:
+        self.events.append(("commit transaction", max(m.offset for m in batch) + 1))
+        self.open = False
+
+    def abort(self) -> None:
+        if self.open:
+            self.events.append(("abort",))
+            self.open = False
+
+
+def test_in_a_transaction_a_refused_output_aborts_it_and_the_rest_goes_again() -> None:
+    events: list = []
+    dead = RecordingDeadLetters(events)
+    loop = make_loop(
+        ListSource(good_packets(3), events),
+        RecordingSink(events, refuse=(1,)),
+        dead,
+        commits=RecordingTransactions(events),
+    )
+    totals = loop.run()
+    # One refusal fails a whole transaction: abort, then the other two outputs and the new
+    # dead letter in a fresh one, acknowledged, and the offsets committed with them.
+    assert events == [
+        ("poll", [0, 1, 2]),
+        ("begin",),
+        *[("send", i) for i in range(3)],
+        ("acks", "ok"),
+        ("dead acks", "ok"),
+        ("abort",),
+        ("begin",),
+        ("send", 0),
+        ("send", 2),
+        ("dead", 1),
+        ("acks", "ok"),
+        ("dead acks", "ok"),
+        ("commit transaction", 3),
+    ]
+    assert [letter.message.offset for letter in dead.letters] == [1]
+    assert totals.published == 2
+    assert totals.dead_letters == {("produce", "msg_size_too_large"): 1}
+
+
+def test_in_a_transaction_a_failed_delivery_aborts_and_rewinds() -> None:
+    events: list = []
+    loop = make_loop(
+        ListSource(good_packets(2), events),
+        RecordingSink(events, fail_first=1),
+        RecordingDeadLetters(events),
+        commits=RecordingTransactions(events),
+    )
+    loop.run()
+    first, second = batches_of(events)
+    assert first[-3:] == [("acks", "failed"), ("abort",), ("rewind", [0, 1])]
+    assert second[-1] == ("commit transaction", 2)
+    assert ("commit", 2) not in events  # the consumer never commits on its own
