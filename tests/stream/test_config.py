@@ -226,3 +226,17 @@ def test_exactly_once_needs_kafka_and_a_stable_identity() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(env={}, overrides={"input.archive": "x", "processing": "exactly-once"})
     assert caught.value.key == "processing"
+
+
+def test_each_worker_of_several_gets_its_own_stable_identity() -> None:
+    from stampflow.stream.daemon import worker_config
+    from stampflow.stream.transactions import transactional_id
+
+    config = load_config(
+        env={"STAMPFLOW_KAFKA__GROUP_INSTANCE_ID": "stampflow-0"},
+        overrides={"input.bootstrap": "b:9093", "workers": 2, "processing": "exactly_once"},
+    )
+    # Two members sharing a static id, or two producers a transactional id, fence each other.
+    ids = [transactional_id(worker_config(config, i)) for i in range(2)]
+    assert ids == ["stampflow-stampflow-0-0", "stampflow-stampflow-0-1"]
+    assert transactional_id(worker_config(config, 1)) == ids[1]  # the same after a restart
