@@ -48,10 +48,16 @@ class MorphologyServing:
     temperature: float
     ambiguous_threshold: float
     ood: OodServing | None = None  # None: the flag is the entropy's alone
+    # Distance-aware calibration: the temperature grows with the OOD score s (distance over
+    # threshold) as temperature + temperature_slope * s, so inputs unlike the training data
+    # get softer probabilities; 0 without an OOD model.
+    temperature_slope: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.temperature_slope < 0 or (self.temperature_slope and self.ood is None):
+            raise ValueError("temperature_slope must be >= 0 and needs an OOD model")
         if self.net.n_classes != len(self.spec.labels):
             raise ValueError(
                 f"net.n_classes {self.net.n_classes} != {len(self.spec.labels)} labels"
@@ -169,9 +175,13 @@ class MorphologyClassifier:
             for start in range(0, len(stamps), batch_size):
                 features = self.model.features(preprocess(stamps[start : start + batch_size]))
                 logits = self.model.head(features)  # dropout is the identity in eval mode
-                probabilities.append(torch.softmax(logits / self.temperature, dim=1).numpy())
+                score = np.zeros(len(logits))
                 if self.ood is not None:
-                    scores.append(self.ood.score(features.numpy()))
+                    score = self.ood.score(features.numpy())
+                    scores.append(score)
+                temperature = self.temperature + self.serving.temperature_slope * score
+                scaled = logits / torch.as_tensor(temperature, dtype=logits.dtype)[:, None]
+                probabilities.append(torch.softmax(scaled, dim=1).numpy())
         if not probabilities:
             return Prediction(np.zeros((0, len(self.labels))), np.zeros(0))
         p = np.concatenate(probabilities).astype(np.float64)

@@ -60,7 +60,7 @@ SCORE_HEADER = [
 
 def uncalibrated(classifier: MorphologyClassifier) -> MorphologyClassifier:
     """The same network and flag with temperature 1: the "before calibration" numbers."""
-    serving = replace(classifier.serving, temperature=1.0)
+    serving = replace(classifier.serving, temperature=1.0, temperature_slope=0.0)
     return MorphologyClassifier(
         classifier.model, serving, version=classifier.version, sha256="", ood=classifier.ood
     )

@@ -95,6 +95,10 @@ TEST_MIXES = {
     ),
 }
 """Out-of-family test sets: each holds out one axis (the last all three at once)."""
+ALL_FAMILIES = FamilyMix(
+    psf=PSF_FAMILIES, scene=SCENE_FAMILIES, morph=MORPH_FAMILIES, balance=TRAIN_MIX.balance
+)
+"""Every family at once: what ``stampflow synth`` draws its JWST cutouts from."""
 
 
 def _analytic_dust(p: BinaryParams, rng: np.random.Generator) -> np.ndarray:
@@ -166,7 +170,9 @@ def render_one(
         if cls == "no_gas":  # any star, faint to saturated
             star_brightness = float(np.exp(rng.uniform(np.log(5.0), np.log(3e4))))
         else:
-            star_to_dust = 2.0 * (1e-5 / max(p.mass_loss_msun_yr, 1e-7)) ** 0.25
+            # Dust-forming systems are dust-dominated at 4 um (WR 104, WR 140 at maximum):
+            # the stars' F444W peak is 0.1-3x the dust's, more when less dust is made.
+            star_to_dust = 0.5 * (1e-5 / max(p.mass_loss_msun_yr, 1e-7)) ** 0.25
             star_brightness = p.snr * star_to_dust * float(np.exp(rng.uniform(-1.0, 1.0)))
         if rng.uniform() < family.p_saturating_target:
             star_brightness = float(np.exp(rng.uniform(np.log(2e4), np.log(3e5))))

@@ -41,7 +41,7 @@ class SceneFamily:
     galaxy_density: tuple[float, float] = (0.0, 0.0)
     p_companion: float = 0.0  # a visual companion 0.15-1.6" from the target
     gradient_sigma: tuple[float, float] = (0.0, 0.0)  # sky gradient across the stamp, in noise
-    p_saturating_target: float = 0.05  # the target bright enough to saturate its core
+    p_saturating_target: float = 0.03  # the target bright enough to saturate its core
     cosmic_rays: tuple[int, int] = (0, 0)  # residual hits per band after jump detection
     p_snowball: float = 0.0
     hot_fraction: tuple[float, float] = (0.0, 0.0)
@@ -65,7 +65,7 @@ SCENE_FAMILIES = {
             galaxy_density=(0.005, 0.04),
             p_companion=0.35,
             gradient_sigma=(0.0, 4.0),
-            p_saturating_target=0.25,
+            p_saturating_target=0.12,
         ),
         SceneFamily(
             "detector",
@@ -73,7 +73,7 @@ SCENE_FAMILIES = {
             p_snowball=0.2,
             hot_fraction=(0.0005, 0.004),
             nan_fraction=(0.0005, 0.006),
-            p_saturating_target=0.15,
+            p_saturating_target=0.08,
         ),
         # Held out: denser fields with every defect at once, plus two the others never
         # show (1/f striping and drizzle-correlated noise) and charge bleeding.
@@ -83,7 +83,7 @@ SCENE_FAMILIES = {
             galaxy_density=(0.01, 0.06),
             p_companion=0.5,
             gradient_sigma=(0.0, 6.0),
-            p_saturating_target=0.3,
+            p_saturating_target=0.15,
             cosmic_rays=(1, 8),
             p_snowball=0.3,
             hot_fraction=(0.001, 0.005),

@@ -1,4 +1,8 @@
-"""A JWST NIRCam simulator for the gas and dust around interacting binary stars.
+"""A JWST NIRCam simulator for the gas and dust around interacting binary stars: the
+``analytic`` morphology generator and the shared physics (stellar types, dust emission,
+detector constants). ``families.py`` renders the same targets under other PSFs, scenes,
+detectors and two more generators; ``simulate`` here is the 1.0 simulator (Gaussian PSF,
+clean field), kept as one family and for quick tests.
 
 Each image shows one of five morphologies in four NIRCam bands (F200W, F277W, F356W, F444W):
 
@@ -450,13 +454,24 @@ def simulate(
 
 
 def multiband_cutouts(
-    rng: np.random.Generator, n: int, config: SimConfig = SimConfig()
+    rng: np.random.Generator, n: int, config: SimConfig | None = None
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[float, ...], list[dict[str, Any]]]:
     """Stamps for ``stampflow synth``: (n, 4, 64, 64) float32 MJy/sr, the filter names, the
-    pixel scale of each stamp (all on the common 0.063"/px grid) and truth rows."""
+    pixel scale of each stamp (all on the common 0.063"/px grid) and truth rows (plain
+    JSON values). Without ``config``, drawn from every simulation family (optics PSFs,
+    crowded fields, detector defects, all three morphology generators); with one, from this
+    module's analytic generator alone."""
     seed = int(rng.integers(0, 2**63 - 1))
-    sim = simulate(n, seed, config)
-    return sim.images, FILTERS, (GRID_SCALE,) * len(FILTERS), sim.rows
+    if config is None:
+        from stampflow.training.morphology.families import ALL_FAMILIES, simulate_mix
+
+        sim = simulate_mix(n, seed, ALL_FAMILIES)
+    else:
+        sim = simulate(n, seed, config)
+    rows = [
+        {k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in sim.rows
+    ]
+    return sim.images, FILTERS, (GRID_SCALE,) * len(FILTERS), rows
 
 
 def multiband_record(

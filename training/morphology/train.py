@@ -45,14 +45,15 @@ class TrainConfig:
     n_val: int = 1500
     n_calibration: int = 1500  # from the held-out calibration family
     n_ood_fit: int = 4000  # training images whose features fit the OOD Gaussians
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 5
     threads: int = 1  # 2 is the most allowed; 1 is faster while the 2 cores are shared
     class_weighting: bool = True
-    flag_accuracy: float = 0.98  # accuracy the unflagged calibration alerts must reach
+    distance_temperature: bool = True  # temperature growing with the OOD distance
+    flag_accuracy: float = 0.97  # accuracy the unflagged calibration alerts must reach
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mix: FamilyMix = TRAIN_MIX
@@ -75,6 +76,7 @@ class TrainResult:
     metrics: dict[str, float]
     seconds: float
     ood: OodModel | None = None
+    temperature_slope: float = 0.0
 
     def classifier(self) -> MorphologyClassifier:
         """The trained network behind the plugin, exactly as the daemon would run it."""
@@ -84,6 +86,7 @@ class TrainResult:
             self.temperature,
             self.ambiguous_threshold,
             None if self.ood is None else self.ood.serving,
+            self.temperature_slope if self.ood is not None else 0.0,
         )
         return MorphologyClassifier(
             self.model, serving, version=SPEC.version, sha256="", ood=self.ood
@@ -126,6 +129,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     optimiser.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def fit_distance_temperature(
+    logits: np.ndarray, scores: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Temperature ``t0 + t1 * score`` (both >= 0) minimising the NLL: inputs further from
+    the training data (higher OOD score) get softer probabilities."""
+    z, y = torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels)
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    params = torch.tensor([0.0, -3.0], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([params], lr=0.1, max_iter=300)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        temperature = params[0].exp() + params[1].exp() * s
+        loss = F.cross_entropy(z / temperature[:, None], y)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    t0, t1 = (float(v) for v in params.detach().exp())
+    return min(max(t0, 0.05), 20.0), min(t1, 20.0)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -211,6 +236,21 @@ def fit(
             optimiser.step()
             scheduler.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+    return calibrate(
+        model, train_set, val_set, config, calibration_set, time.perf_counter() - started
+    )
+
+
+def calibrate(
+    model: MorphologyNet,
+    train_set: SimulatedSet,
+    val_set: SimulatedSet,
+    config: TrainConfig,
+    calibration_set: SimulatedSet | None = None,
+    seconds: float = 0.0,
+) -> TrainResult:
+    """The OOD Gaussians on training features; the (distance-aware) temperature and both
+    flag thresholds on ``val_set`` plus ``calibration_set`` (a held-out family)."""
     val_features, val_logits = features_and_logits(model, val_set.images)
     val_correct = val_logits.argmax(1) == val_set.labels
     features, logits, labels = val_features, val_logits, val_set.labels
@@ -219,21 +259,28 @@ def fit(
         features = np.concatenate([val_features, cal_features])
         logits = np.concatenate([val_logits, cal_logits])
         labels = np.concatenate([val_set.labels, calibration_set.labels])
-    temperature = fit_temperature(logits, labels)
-    probabilities = softmax(logits, temperature)
-    correct = probabilities.argmax(axis=1) == labels
     fit_features, _ = features_and_logits(model, train_set.images[: config.n_ood_fit])
     means, precision = fit_gaussians(
         fit_features, train_set.labels[: config.n_ood_fit], config.net.n_classes
     )
+    distance = distances(features, means, precision)
+    # The distance-aware temperature needs a distance scale before the threshold exists:
+    # the in-family validation median (the slope is rescaled to the threshold below).
+    scale = float(np.median(distance[: len(val_correct)]))
+    if config.distance_temperature:
+        temperature, slope = fit_distance_temperature(logits, distance / scale, labels)
+    else:
+        temperature, slope = fit_temperature(logits, labels), 0.0
+    per_alert = temperature + slope * distance / scale
+    probabilities = softmax(logits / per_alert[:, None])
+    correct = probabilities.argmax(axis=1) == labels
     threshold, distance_threshold, coverage = choose_thresholds(
-        normalised_entropy(probabilities),
-        distances(features, means, precision),
-        correct,
-        config.flag_accuracy,
+        normalised_entropy(probabilities), distance, correct, config.flag_accuracy
     )
     ood = OodModel(OodServing(distance_threshold, means.shape[1]), means, precision)
+    slope *= distance_threshold / scale  # per unit of the served score, distance / threshold
     targets = torch.as_tensor(labels)
+    scaled = torch.as_tensor(logits / per_alert[:, None])
     metrics = {
         "val_accuracy": float(val_correct.mean()),
         "calibration_accuracy": float(correct[len(val_correct) :].mean())
@@ -241,13 +288,12 @@ def fit(
         else float("nan"),
         "calibration_coverage": coverage,
         "nll_raw": float(F.cross_entropy(torch.as_tensor(logits), targets)),
-        "nll_calibrated": float(F.cross_entropy(torch.as_tensor(logits / temperature), targets)),
+        "nll_calibrated": float(F.cross_entropy(scaled, targets)),
+        "temperature_slope": slope,
         "n_val": len(val_set.labels),
         "n_calibration": len(labels) - len(val_set.labels),
     }
-    return TrainResult(
-        config, model, temperature, threshold, metrics, time.perf_counter() - started, ood
-    )
+    return TrainResult(config, model, temperature, threshold, metrics, seconds, ood, slope)
 
 
 def save(result: TrainResult, out: Path) -> Path:

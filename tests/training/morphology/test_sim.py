@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -146,6 +147,8 @@ def test_multiband_cutouts_contract():
     assert filters == ("F200W", "F277W", "F356W", "F444W")
     assert scales == (sim.GRID_SCALE,) * 4
     assert len(rows) == 5 and {row["cls"] for row in rows} <= set(sim.CLASSES)
+    json.dumps(rows)  # truth rows go to truth.jsonl as they are
+    assert {row["psf_family"] for row in rows} <= {"gaussian", "airy", "jwst", "jwst_wfe"}
 
 
 def test_multiband_record_round_trips_through_a_packet():

@@ -133,3 +133,15 @@ def test_ood_gaussians_and_joint_thresholds():
     kept = (entropy <= t_entropy) & (distance <= t_distance)
     assert correct[kept].mean() >= 0.99 and coverage == pytest.approx(kept.mean())
     assert t_distance < 5.0 and coverage > 0.85
+
+
+def test_distance_aware_temperature_softens_far_inputs():
+    from stampflow.training.morphology.train import fit_distance_temperature
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 3.0, size=(6000, 5))
+    score = rng.uniform(0.0, 3.0, 6000)
+    true_temperature = 0.5 + 1.0 * score  # far inputs deserve much softer probabilities
+    labels = np.array([rng.choice(5, p=p) for p in softmax(logits / true_temperature[:, None])])
+    t0, t1 = fit_distance_temperature(logits, score, labels)
+    assert t0 == pytest.approx(0.5, abs=0.2) and t1 == pytest.approx(1.0, rel=0.25)
