@@ -47,7 +47,9 @@ def check_cluster(
     timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     errors: list[KafkaError] = []
     quiet = KafkaLog("admin", log)  # the errors are summed up below, not logged one by one
-    settings = {k: v for k, v in properties.items() if k not in ("error_cb", "logger")}
+    # Admin clients take the producer's settings but are no transactional producer.
+    skip = ("error_cb", "logger", "transactional.id")
+    settings = {k: v for k, v in properties.items() if k not in skip}
     admin = AdminClient({**settings, "error_cb": errors.append, "logger": quiet})
     bootstrap = str(properties.get("bootstrap.servers", ""))
     deadline = time.monotonic() + timeout_s

@@ -50,7 +50,9 @@ def topic_message_limits(
     cap = producer_max_bytes(properties)
     names = list(dict.fromkeys(topics))
     limits = dict.fromkeys(names, cap)
-    settings = {k: v for k, v in properties.items() if k not in ("error_cb", "logger")}
+    # Admin clients take the producer's settings but are no transactional producer.
+    skip = ("error_cb", "logger", "transactional.id")
+    settings = {k: v for k, v in properties.items() if k not in skip}
     admin = AdminClient({**settings, **KafkaLog("admin", log).properties()})
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     try:
