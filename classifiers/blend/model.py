@@ -1,9 +1,17 @@
 """The blend model from arrays: preprocessing + embedding + MuyGPs + calibration + flag.
 
 The probability is a logistic (Platt) calibration of the GP's posterior mean fitted on
-validation data, P(blend) = 0.5 at mean 0 so it agrees with the label; a stamp is
-``ambiguous`` when its mean margin is small against its posterior standard deviation:
-``|mean| - kappa * sd < tau``, with kappa and tau chosen on validation data.
+validation data, P(blend) = 0.5 at mean 0 so it agrees with the label. A stamp is
+``ambiguous`` for the first of three reasons that holds (``BlendPrediction.reason``):
+
+- ``no_source``: the central peak is below ``SPEC.min_peak_snr`` times the noise, or less
+  than ``SPEC.min_coverage`` of the crop lay on unmasked stamp: nothing to judge;
+- ``unlike_training``: the stamp is far from everything the model learnt from: its distance
+  from the PCA subspace (``max_residual``) or its GP posterior variance (``max_variance``,
+  large when the nearest training neighbours are far) exceeds what the validation set
+  reaches at a high quantile;
+- ``margin``: its mean margin is small against its posterior standard deviation,
+  ``|mean| - kappa * sd < tau``, with kappa and tau chosen on validation data.
 """
 
 from __future__ import annotations
@@ -13,17 +21,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from stampflow.classifiers.blend.gp import BlendGP, GPHyperparameters
-from stampflow.classifiers.blend.preprocess import Embedding, PreprocessConfig, features_from_crops
+from stampflow.classifiers.blend.preprocess import Embedding, Prepared, PreprocessConfig, normalise
 from stampflow.classifiers.blend.spec import SPEC, BlendSpec
 from stampflow.classifiers.bundle import Bundle
+
+REASONS = ("no_source", "unlike_training", "margin")
 
 
 @dataclass(frozen=True)
 class AmbiguityRule:
-    """``ambiguous`` when ``|mean| - kappa * sd < tau`` (mean on the +1/-1 label scale)."""
+    """When a prediction is not to be trusted (see the module docstring)."""
 
     kappa: float
     tau: float
+    max_variance: float | None = None  # None: no limit
+    max_residual: float | None = None
 
     def __post_init__(self) -> None:
         if self.kappa < 0:
@@ -32,8 +44,27 @@ class AmbiguityRule:
     def score(self, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
         return np.abs(mean) - self.kappa * np.sqrt(np.maximum(variance, 0.0))
 
-    def __call__(self, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
-        return self.score(mean, variance) < self.tau
+    def reasons(
+        self,
+        mean: np.ndarray,
+        variance: np.ndarray,
+        residual: np.ndarray,
+        peak_snr: np.ndarray,
+        coverage: np.ndarray,
+    ) -> np.ndarray:
+        """Per stamp, why it is ambiguous ("" when it is not)."""
+        no_source = (peak_snr < SPEC.min_peak_snr) | (coverage < SPEC.min_coverage)
+        unlike = np.zeros(len(mean), dtype=bool)
+        if self.max_variance is not None:
+            unlike |= variance > self.max_variance
+        if self.max_residual is not None:
+            unlike |= residual > self.max_residual
+        margin = self.score(mean, variance) < self.tau
+        out = np.full(len(mean), "", dtype=object)
+        out[margin] = "margin"
+        out[unlike] = "unlike_training"
+        out[no_source] = "no_source"
+        return out
 
 
 @dataclass(frozen=True)
@@ -63,11 +94,15 @@ class BlendPrediction:
     mean: np.ndarray
     variance: np.ndarray
     p_blend: np.ndarray
-    ambiguous: np.ndarray
+    reason: np.ndarray  # why each stamp is ambiguous, "" if it is not
 
     @property
     def is_blend(self) -> np.ndarray:
         return self.mean > 0
+
+    @property
+    def ambiguous(self) -> np.ndarray:
+        return self.reason != ""
 
 
 class BlendModel:
@@ -87,14 +122,27 @@ class BlendModel:
         self.calibration = calibration
         self.rule = rule
 
-    def predict_crops(self, crops: np.ndarray) -> BlendPrediction:
-        """Predict prepared crops (n, crop, crop) from ``prepare_stamps``."""
-        mean, variance = self.gp.predict(features_from_crops(crops, self.prep, self.embedding))
-        return self.predict_posterior(mean, variance)
+    def posterior(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GP mean and variance, and the distance from the PCA subspace, of prepared crops."""
+        x = normalise(crops, self.prep)
+        mean, variance = self.gp.predict(self.embedding.transform(x))
+        return mean, variance, self.embedding.residual(x)
 
-    def predict_posterior(self, mean: np.ndarray, variance: np.ndarray) -> BlendPrediction:
-        """Calibrate and flag a GP posterior (mean, variance) already computed."""
-        return BlendPrediction(mean, variance, self.calibration(mean), self.rule(mean, variance))
+    def predict(self, prepared: Prepared) -> BlendPrediction:
+        mean, variance, residual = self.posterior(prepared.crops)
+        return self.decide(mean, variance, residual, prepared.peak_snr, prepared.coverage)
+
+    def decide(
+        self,
+        mean: np.ndarray,
+        variance: np.ndarray,
+        residual: np.ndarray,
+        peak_snr: np.ndarray,
+        coverage: np.ndarray,
+    ) -> BlendPrediction:
+        """Calibrate and flag a posterior already computed."""
+        reason = self.rule.reasons(mean, variance, residual, peak_snr, coverage)
+        return BlendPrediction(mean, variance, self.calibration(mean), reason)
 
     def serving(self) -> BlendServing:
         return BlendServing(SPEC, self.prep, self.gp.hyper, self.calibration, self.rule)

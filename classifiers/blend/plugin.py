@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from stampflow.classifiers.blend import ENTRY
 from stampflow.classifiers.blend.model import BlendModel, BlendServing
-from stampflow.classifiers.blend.preprocess import prepare_stamps
+from stampflow.classifiers.blend.preprocess import Prepared, prepare
 from stampflow.classifiers.blend.spec import SPEC
 from stampflow.classifiers.bundle import load_bundle
 from stampflow.schemas.annotation import Annotation
@@ -49,7 +47,8 @@ class BlendClassifier:
         return cls(BlendModel.from_bundle(bundle), bundle.version, bundle.sha256)
 
     def applies_to(self, alert: Alert) -> bool:
-        return alert.has_stamp(SPEC.stamp_kind)
+        # A template field that is there but empty is a broken stamp, not a missing one.
+        return alert.record.get(SPEC.cutout) is not None
 
     def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:
         """One annotation per alert, in order, from one vectorised prediction.
@@ -60,11 +59,11 @@ class BlendClassifier:
         """
         if not alerts:
             return []
-        return self.annotate(np.stack([self._crop(alert) for alert in alerts]))
+        return self.annotate(Prepared.concat([self._prepare(alert) for alert in alerts]))
 
-    def annotate(self, crops: np.ndarray) -> list[Annotation]:
-        """Annotations for prepared crops: what ``classify`` returns, for studies too."""
-        pred = self.model.predict_crops(crops)
+    def annotate(self, prepared: Prepared) -> list[Annotation]:
+        """Annotations for prepared stamps: what ``classify`` returns, for studies too."""
+        pred = self.model.predict(prepared)
         return [
             Annotation(
                 classifier=self.name,
@@ -77,15 +76,15 @@ class BlendClassifier:
                 uncertainty=float(pred.variance[i]),
                 ambiguous=bool(pred.ambiguous[i]),
             )
-            for i in range(len(crops))
+            for i in range(len(pred.mean))
         ]
 
-    def _crop(self, alert: Alert) -> np.ndarray:
-        """The alert's prepared template crop, or a ``PacketError`` naming the alert."""
+    def _prepare(self, alert: Alert) -> Prepared:
+        """The alert's prepared template, or a ``PacketError`` naming the alert."""
         try:
-            return prepare_stamps(
-                [alert.stamp(SPEC.stamp_kind)], self.model.prep, field=SPEC.cutout
-            )[0]
+            if not alert.has_stamp(SPEC.stamp_kind):
+                raise PacketError("bad_stamp", "stampData is empty", field=SPEC.cutout)
+            return prepare([alert.stamp(SPEC.stamp_kind)], self.model.prep, field=SPEC.cutout)
         except PacketError as exc:
             who = f"alert {alert.object_id} candid {alert.candid}: "
             raise PacketError(exc.reason, who + exc.detail, field=SPEC.cutout) from exc

@@ -24,7 +24,7 @@ it is fitted in ``stampflow.training.blend.fit``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
@@ -114,9 +114,27 @@ def fill_nan(stamps: np.ndarray, sky: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(stamps), stamps, sky[:, None, None]).astype(np.float32)
 
 
-def prepare_stamps(
+@dataclass(frozen=True)
+class Prepared:
+    """Prepared crops (n, crop, crop) and what says whether each holds a usable source:
+    ``peak_snr``, the central peak over the stamp's noise (MAD), and ``coverage``, the share
+    of the crop that lay on the stamp and was not masked."""
+
+    crops: np.ndarray
+    peak_snr: np.ndarray
+    coverage: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence[Prepared]) -> Prepared:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    def subset(self, index: np.ndarray | slice) -> Prepared:
+        return Prepared(self.crops[index], self.peak_snr[index], self.coverage[index])
+
+
+def prepare(
     stamps: Sequence[np.ndarray], config: PreprocessConfig, field: str = "stamp"
-) -> np.ndarray:
+) -> Prepared:
     """Crop and NaN-fill a list of stamps of any shape into an (n, crop, crop) float32 array.
 
     Raises ``PacketError(reason="bad_stamp")`` naming the index of a stamp with too few
@@ -124,6 +142,9 @@ def prepare_stamps(
     """
     crops = np.empty((len(stamps), config.crop, config.crop), dtype=np.float32)
     sky = np.empty(len(stamps), dtype=np.float32)
+    peak_snr = np.empty(len(stamps))
+    coverage = np.empty(len(stamps))
+    centre = slice(config.crop // 2 - 1, config.crop // 2 + 2)
     for i, stamp in enumerate(stamps):
         stamp = np.asarray(stamp, dtype=np.float32)
         stamp = np.where(np.abs(stamp) < SPEC.fill_sentinel, stamp, np.nan)  # inf too
@@ -139,12 +160,24 @@ def prepare_stamps(
             raise PacketError(
                 "bad_stamp", f"stamp {i} has only {int(finite.sum())} finite pixels", field=field
             )
-        sky[i] = np.median(stamp[finite])
+        values = stamp[finite]
+        sky[i] = np.median(values)
+        noise = 1.4826 * float(np.median(np.abs(values - sky[i])))
         crops[i] = locate_and_crop(stamp, config)
+        coverage[i] = float(np.isfinite(crops[i]).mean())
+        peak = float(np.nanmax(crops[i][centre, centre], initial=sky[i])) - float(sky[i])
+        peak_snr[i] = peak / noise if noise > 0 else 0.0  # a flat stamp shows no source
     crops = fill_nan(crops, sky)
     if config.orient:
         crops = np.stack([orient(crop, float(s)) for crop, s in zip(crops, sky, strict=True)])
-    return crops
+    return Prepared(crops, peak_snr, coverage)
+
+
+def prepare_stamps(
+    stamps: Sequence[np.ndarray], config: PreprocessConfig, field: str = "stamp"
+) -> np.ndarray:
+    """The crops of ``prepare``."""
+    return prepare(stamps, config, field).crops
 
 
 def orient(crop: np.ndarray, sky: float) -> np.ndarray:
@@ -208,6 +241,15 @@ class Embedding:
         if len(self.components) == 0:
             return features.astype(np.float32)
         return (((features - self.mean) @ self.components.T) / self.scale).astype(np.float32)
+
+    def residual(self, features: np.ndarray) -> np.ndarray:
+        """Distance of each feature vector from the embedding's subspace: what PCA throws
+        away. Large for stamps unlike the training set (galaxies, artefacts, bad templates)."""
+        centred = features - self.mean
+        if len(self.components) == 0:
+            return np.zeros(len(features))
+        kept = (centred @ self.components.T) @ self.components
+        return np.linalg.norm(centred - kept, axis=1)
 
 
 def features_from_crops(

@@ -22,11 +22,14 @@ class BlendSpec(ClassifierSpec):
     fill_sentinel: float
     min_finite_fraction: float  # a stamp with fewer finite pixels is a ``bad_stamp``
     min_side: int  # a stamp smaller than this on either side is a ``bad_stamp``
+    # Below these the stamp shows no source to judge: always ``ambiguous``, never a label.
+    min_peak_snr: float  # central peak over the stamp's noise
+    min_coverage: float  # share of the crop on unmasked stamp pixels
 
 
 SPEC = BlendSpec(
     name="blend",
-    version="1.0.0",
+    version="2.0.0",
     labels=("single", "blend"),
     cutout="cutoutTemplate",
     stamp_kind="template",
@@ -35,4 +38,6 @@ SPEC = BlendSpec(
     fill_sentinel=1e30,
     min_finite_fraction=0.25,
     min_side=5,
+    min_peak_snr=5.0,
+    min_coverage=0.6,
 )

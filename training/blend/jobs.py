@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from stampflow.training.blend.study import study
+from stampflow.training.blend.study import StudyConfig, study
 from stampflow.training.blend.train import TrainConfig, save, summary, train
 
 TRAIN_PRESETS = {
     "default": TrainConfig(),
-    "small": TrainConfig(n_train=4_000, n_val=1_500, n_test=2_000),
+    "small": TrainConfig(n_train=3_000, n_val=1_000, n_test=1_000),
 }
-STUDY_PRESETS = TRAIN_PRESETS  # the study fits the shipped model's config itself
+STUDY_PRESETS = {
+    "default": StudyConfig(),
+    "small": StudyConfig(
+        n_test=600,
+        n_independent=600,
+        n_ood=40,
+        n_grid_train=800,
+        n_grid_val=400,
+        train=TRAIN_PRESETS["small"],
+    ),
+}
 
 __all__ = ["STUDY_PRESETS", "TRAIN_PRESETS", "save", "study", "summary", "train"]

@@ -106,3 +106,30 @@ def test_alert_without_template_does_not_apply(plugin):
     )
     assert not plugin.applies_to(decode_alert(packet))
     assert plugin.classify([]) == []
+
+
+def _flat_and_noise_stamps() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(8)
+    return {
+        "flat 0": np.zeros((63, 63), np.float32),
+        "flat 42": np.full((63, 63), 42.0, np.float32),
+        "flat 1e4": np.full((63, 63), 1e4, np.float32),
+        "pure noise": (100 + rng.normal(0, 2, (63, 63))).astype(np.float32),
+        "5x5 noise": (100 + rng.normal(0, 2, (5, 5))).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_flat_and_noise_stamps()))
+def test_a_template_with_no_source_is_never_a_confident_label(plugin, kind):
+    stamp = _flat_and_noise_stamps()[kind]
+    (annotation,) = plugin.classify([decode_alert(_packet(50, stamp))])
+    assert annotation.ambiguous, f"{kind}: {annotation}"
+
+
+def test_an_empty_template_is_a_precise_error_not_a_silent_pass(plugin):
+    alert = decode_alert(_packet(51, b""))
+    assert plugin.applies_to(alert)
+    with pytest.raises(PacketError) as info:
+        plugin.classify([alert])
+    assert info.value.reason == "bad_stamp" and info.value.field == "cutoutTemplate"
+    assert "empty" in str(info.value) and "ZTF26test51" in str(info.value)

@@ -20,7 +20,7 @@ from stampflow.training.blend.train import (
     simulate_splits,
 )
 
-TINY = TrainConfig(seed=5, n_train=1500, n_val=600, n_test=800, opt_batch=300)
+TINY = TrainConfig(seed=5, n_train=900, n_val=400, n_test=400, opt_batch=300, nn_count=30)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,12 @@ def test_bundle_loads_without_pickle_and_predicts_the_same(tiny, monkeypatch):
     loaded = BlendClassifier.load(out)
     assert loaded.name == "blend" and loaded.labels == ("single", "blend")
     assert len(loaded.sha256) == 64
-    again = loaded.model.predict_crops(splits.test.crops[:200])
-    first = trained.model.predict_crops(splits.test.crops[:200])
+    few = splits.test.prepared.subset(slice(0, 200))
+    again = loaded.model.predict(few)
+    first = trained.model.predict(few)
     np.testing.assert_allclose(again.mean, first.mean, atol=1e-4)
     np.testing.assert_array_equal(again.is_blend, first.is_blend)
+    np.testing.assert_array_equal(again.reason, first.reason)
 
 
 def test_manifest_traces_the_model_to_its_config_and_metrics(tiny):
@@ -96,7 +98,7 @@ def test_rule_flags_the_uncertain_and_meets_the_target():
     wrong = rng.random(4000) < np.where(margin < 0.2, 0.5, 0.0)
     mean = np.where(wrong, -signed, signed) * margin
     rule = choose_rule(mean, np.full(4000, 0.01), labels, target=0.99, max_flagged=0.25)
-    flagged = rule(mean, np.full(4000, 0.01))
+    flagged = rule.score(mean, np.full(4000, 0.01)) < rule.tau
     kept_correct = ((mean > 0) == (labels == 1))[~flagged]
     assert kept_correct.mean() >= 0.99
     assert 0.15 < flagged.mean() < 0.25
