@@ -18,6 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("stampflow.stream.inspect_cmd", "summarise alert packets (and draw their stamps)"),
     "run": ("stampflow.stream.run_cmd", "run the classification daemon (Kafka or archive)"),
     "replay": ("stampflow.stream.replay_cmd", "publish an archive of packets into a Kafka topic"),
+    "consume": (
+        "stampflow.stream.consume_cmd",
+        "read annotated alerts (output topic or files), filter them, print or save them",
+    ),
     "demo": ("stampflow.stream.demo_cmd", "synthesise a night, classify it, print a summary"),
     "synth": ("stampflow.training.synth", "write an archive of synthetic ZTF-style packets"),
     "train": (

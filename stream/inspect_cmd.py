@@ -1,22 +1,30 @@
 """``stampflow inspect PACKET... [--png DIR]``: what is in an alert packet, for people.
 
 Prints one summary per alert (schema version, objectId, candid, time, band, magnitude,
-stamp shapes, previous candidates) and, with ``--png``, draws the three stamps side by side.
+stamp shapes, previous candidates, multiband filters, and stampflow's annotations when the
+packet is stampflow output) and, with ``--png``, draws the three stamps side by side, the
+multiband cutouts in a row below when the alert has them. A PACKET may be a file, a
+directory or a nightly ``.tar.gz`` of packets (read as ``stampflow run --archive`` does).
 A bad packet prints its error and the command goes on; it exits 1 at the end if any failed.
+An existing PNG is never overwritten without ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stampflow.schemas.alert import STAMP_FIELDS, Alert
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.errors import PacketError
+from stampflow.stream.archive_source import TAR_SUFFIXES, ArchiveError, ArchiveSource
+from stampflow.stream.results import top_probability
 
 BANDS = {1: "g", 2: "r", 3: "i"}
 UNIX_EPOCH_JD = 2440587.5
@@ -25,37 +33,73 @@ FILL_LIMIT = 1e30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("packets", nargs="+", type=Path, metavar="PACKET", help="Avro packet files")
+    parser.add_argument(
+        "packets",
+        nargs="+",
+        type=Path,
+        metavar="PACKET",
+        help="Avro packet files, directories of them or nightly .tar.gz archives",
+    )
     parser.add_argument(
         "--png", type=Path, metavar="DIR", help="write the stamps of each alert as a PNG in DIR"
     )
+    parser.add_argument("--force", action="store_true", help="overwrite existing PNGs in DIR")
 
 
 def run(args: argparse.Namespace) -> int:
-    failures = 0
+    failures = total = 0
     for path in args.packets:
-        try:
-            decoded = decode_packet(path.read_bytes())
-        except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror or exc}")
-            failures += 1
-            continue
-        except PacketError as exc:
-            print(f"{path}: error {exc}")
-            failures += 1
-            continue
-        count = len(decoded.alerts)
-        print(f"{path}: {count} alert{'s' if count != 1 else ''}")
-        for alert in decoded.alerts:
-            print(summarise(alert))
-            if args.png is not None:
-                print(f"    png        {write_png(alert, args.png)}")
-        if decoded.error is not None:
-            print(f"  error after {count} alert(s): {decoded.error}")
-            failures += 1
+        for name, data in _packets(path):
+            total += 1
+            failures += not _inspect(name, data, args.png, force=args.force)
     if failures:
-        print(f"{failures} of {len(args.packets)} packet(s) had errors", file=sys.stderr)
+        print(f"{failures} of {total} packet(s) had errors", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _packets(path: Path) -> Iterator[tuple[str, bytes | OSError]]:
+    """(name, bytes) of each packet ``path`` holds; a read error stands in for the bytes."""
+    if not (path.is_dir() or str(path).endswith(TAR_SUFFIXES)):
+        try:
+            yield str(path), path.read_bytes()
+        except OSError as exc:
+            yield str(path), exc
+        return
+    try:
+        source = ArchiveSource(path)
+        while not source.exhausted:
+            for message in source.poll(256, 0.0):
+                member = (message.key or b"").decode()
+                yield f"{path}:{member}" if path.is_file() else str(path / member), message.value
+    except ArchiveError as exc:
+        yield str(path), OSError(str(exc))
+
+
+def _inspect(name: str, data: bytes | OSError, png: Path | None, *, force: bool) -> bool:
+    """Print one packet's summary (and draw its PNGs); False when anything failed."""
+    if isinstance(data, OSError):
+        print(f"{name}: cannot read: {data.strerror or data}")
+        return False
+    try:
+        decoded = decode_packet(data)
+    except PacketError as exc:
+        print(f"{name}: error {exc}")
+        return False
+    ok = True
+    count = len(decoded.alerts)
+    print(f"{name}: {count} alert{'s' if count != 1 else ''}")
+    for alert in decoded.alerts:
+        print(summarise(alert))
+        if png is not None:
+            try:
+                print(f"    png        {write_png(alert, png, force=force)}")
+            except FileExistsError as exc:
+                print(f"    png        error: {exc}")
+                ok = False
+    if decoded.error is not None:
+        print(f"  error after {count} alert(s): {decoded.error}")
+        ok = False
+    return ok
 
 
 def jd_to_iso(jd: float) -> str:
@@ -82,7 +126,25 @@ def summarise(alert: Alert) -> str:
     ]
     if alert.multiband is not None:
         lines.append(f"    multiband  {', '.join(alert.multiband.filters)}")
+    lines.extend(_annotation_lines(alert))
     return "\n".join(lines)
+
+
+def _annotation_lines(alert: Alert) -> list[str]:
+    """stampflow's verdicts, for a packet that is stampflow output (a ``stampflow`` field)."""
+    block = alert.record.get("stampflow")
+    if not isinstance(block, dict):
+        return []
+    version = block.get("stampflowVersion", "?")
+    notes = block.get("annotations") or []
+    lines = [f"    stampflow  {version}: {len(notes)} annotation(s)"]
+    for note in notes:
+        flag = "  AMBIGUOUS" if note.get("ambiguous") else ""
+        lines.append(
+            f"      {note.get('classifier')} {note.get('modelVersion')}: {note.get('label')} "
+            f"p={top_probability(note):.3f} uncertainty={note.get('uncertainty', 0.0):.3g}{flag}"
+        )
+    return lines
 
 
 def _stamp_shapes(alert: Alert) -> str:
@@ -104,42 +166,82 @@ def _stamp_shapes(alert: Alert) -> str:
     return ", ".join(parts)
 
 
-def write_png(alert: Alert, directory: Path) -> Path:
-    """Draw science, template and difference side by side; NaN and fill pixels in magenta."""
+def write_png(alert: Alert, directory: Path, *, force: bool = False) -> Path:
+    """Draw science, template and difference side by side, and the multiband cutouts (one
+    panel per filter) in a row below when present; NaN and fill pixels in magenta.
+
+    Raises FileExistsError when the PNG exists, unless ``force``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
-    from astropy.visualization import ZScaleInterval
 
+    path = directory / f"{alert.object_id}_{alert.candid}.png"
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
     cmap = plt.get_cmap("gray").with_extremes(bad="magenta")
-    figure, axes = plt.subplots(1, 3, figsize=(10.5, 4.0), constrained_layout=True)
-    for axis, which in zip(axes, STAMP_FIELDS, strict=True):
+    bands = _multiband_planes(alert)
+    columns = max(len(STAMP_FIELDS), len(bands))
+    rows = 2 if bands else 1
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.5 * columns, 4.0 * rows), constrained_layout=True, squeeze=False
+    )
+    for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
+        axis.set_axis_off()
+    for axis, which in zip(axes[0], STAMP_FIELDS, strict=False):
         try:
             image = alert.stamp(which) if alert.has_stamp(which) else None
         except PacketError as exc:
             image, note = None, f"broken: {exc.reason}"
         else:
             note = "absent"
-        if image is None:
-            axis.text(0.5, 0.5, note, ha="center", va="center", transform=axis.transAxes)
-            axis.set_title(which)
-            continue
-        # Fill values become NaN too, so they neither skew the stretch nor overflow the colormap.
-        shown = np.where(np.abs(image) >= FILL_LIMIT, np.nan, image)
-        valid = shown[np.isfinite(shown)]
-        low, high = ZScaleInterval().get_limits(valid) if valid.size else (0.0, 1.0)
-        axis.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=low, vmax=high, origin="lower")
-        axis.set_title(f"{which} {image.shape[0]}x{image.shape[1]}")
+        _panel(axis, image, which, note, cmap)
+    for axis, (title, image, note) in zip(axes[1] if bands else [], bands, strict=False):
+        _panel(axis, image, title, note, cmap)
     band = BANDS.get(alert.fid, str(alert.fid))
     figure.suptitle(
         f"{alert.object_id}  candid {alert.candid}  {jd_to_iso(alert.jd)}  "
         f"{band} {alert.magpsf:.2f} mag   (magenta: NaN or fill)"
     )
-    path = directory / f"{alert.object_id}_{alert.candid}.png"
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _multiband_planes(alert: Alert) -> list[tuple[str, np.ndarray | None, str]]:
+    """(title, image or None, why none) per multiband filter; empty without multiband."""
+    try:
+        multiband = alert.multiband
+        if multiband is None:
+            return []
+        stack = multiband.stamps()
+    except PacketError as exc:
+        return [("multiband", None, f"broken: {exc.reason}")]
+    return [
+        (f'{name} ({scale:g}"/px)', stack[k], "")
+        for k, (name, scale) in enumerate(
+            zip(multiband.filters, multiband.pixel_scale, strict=True)
+        )
+    ]
+
+
+def _panel(axis: Any, image: np.ndarray | None, title: str, note: str, cmap: Any) -> None:
+    from astropy.visualization import ZScaleInterval
+
+    axis.set_axis_on()
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if image is None:
+        axis.text(0.5, 0.5, note, ha="center", va="center", transform=axis.transAxes)
+        axis.set_title(title)
+        return
+    # Fill values become NaN too, so they neither skew the stretch nor overflow the colormap.
+    shown = np.where(np.abs(image) >= FILL_LIMIT, np.nan, image)
+    valid = shown[np.isfinite(shown)]
+    low, high = ZScaleInterval().get_limits(valid) if valid.size else (0.0, 1.0)
+    axis.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=low, vmax=high, origin="lower")
+    axis.set_title(f"{title} {image.shape[0]}x{image.shape[1]}")

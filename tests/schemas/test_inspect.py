@@ -67,3 +67,54 @@ def test_png_shows_the_three_stamps(shared_alerts: Path, tmp_path, capsys):
 def test_julian_dates_become_iso_utc():
     assert inspect_cmd.jd_to_iso(2440587.5) == "1970-01-01T00:00:00.000Z"
     assert inspect_cmd.jd_to_iso(2451545.0) == "2000-01-01T12:00:00.000Z"
+
+
+def _synthetic_night(tmp_path: Path, n: int = 4) -> Path:
+    from stampflow.training.synth import synthesise, write_archive
+
+    packets = synthesise(n, 11, broken_fraction=0.0, multiband_fraction=1.0, progress=False)
+    return write_archive(tmp_path / "night", packets, tar=True)
+
+
+def test_tarballs_are_read_like_run_does(tmp_path, capsys):
+    archive = _synthetic_night(tmp_path)
+    assert _run([str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "no_container_header" not in out
+    assert out.count(f"{archive}:") == 4 and "multiband  F200W, F277W, F356W, F444W" in out
+
+
+def test_annotations_of_stampflow_output_are_shown(tmp_path, capsys):
+    from stampflow.schemas.annotation import Annotation
+    from stampflow.schemas.codec import decode_alert
+    from stampflow.schemas.encode import OutputEncoder
+    from stampflow.training.synth import synthesise
+
+    ((_name, packet, _row),) = synthesise(1, 2, broken_fraction=0.0, progress=False)
+    verdict = Annotation("blend", "2.0.0", "blend", {"blend": 0.62, "single": 0.38}, 0.3, True)
+    output = tmp_path / "annotated.avro"
+    output.write_bytes(
+        OutputEncoder("9.9").encode(decode_alert(packet), [verdict], processing_time_ms=1)
+    )
+    assert _run([str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "stampflow  9.9: 1 annotation(s)" in out
+    assert "blend 2.0.0: blend p=0.620 uncertainty=0.3  AMBIGUOUS" in out
+
+
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # IHDR width
+
+
+def test_pngs_are_never_overwritten_without_force(tmp_path, capsys):
+    archive = _synthetic_night(tmp_path, n=1)
+    pngs = tmp_path / "png"
+    assert _run([str(archive), "--png", str(pngs)]) == 0
+    (png,) = pngs.glob("*.png")
+    png.write_bytes(b"mine")
+    assert _run([str(archive), "--png", str(pngs)]) == 1
+    assert "exists; pass --force to overwrite it" in capsys.readouterr().out
+    assert png.read_bytes() == b"mine"
+    assert _run([str(archive), "--png", str(pngs), "--force"]) == 0
+    # four multiband panels below the three ZTF stamps: four columns wide, not three
+    assert png.read_bytes().startswith(b"\x89PNG") and _png_width(png) == 4 * 350

@@ -1,0 +1,119 @@
+"""stampflow from Python: decode packets, classify them, look at the result as a table.
+
+    from stampflow import api
+    alerts = api.decode(packet_bytes)                 # list[Alert]
+    records = api.classify(packets, ("morphology",))  # the records stampflow would publish
+    frame = api.to_dataframe(records)                 # one row per alert (needs pandas)
+
+``classify`` runs the daemon's own stages (decode, then each classifier on the alerts it
+applies to) with the shipped models from the registry, and returns each output record as a
+dict: the full alert plus its ``stampflow`` block (``mode="full"``) or the slim record
+(``mode="slim"``), exactly what ``stampflow run`` writes (see ``schemas/README.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from stampflow.classifiers.base import Classifier
+from stampflow.classifiers.registry import load_classifier
+from stampflow.schemas.alert import Alert
+from stampflow.schemas.codec import decode_packet
+from stampflow.schemas.encode import OutputEncoder
+from stampflow.schemas.errors import PacketError
+from stampflow.stream.messages import DeadLetter, SourceMessage
+from stampflow.stream.pipeline import classify_batch, decode_batch
+from stampflow.stream.results import Record, flatten
+
+DEFAULT_CLASSIFIERS = ("blend", "morphology")
+
+
+class ClassifyError(ValueError):
+    """Packets that could not be decoded or classified; ``failures`` says which and why."""
+
+    def __init__(self, failures: list[DeadLetter]) -> None:
+        self.failures = failures
+        shown = "; ".join(
+            f"packet {f.message.offset}: {f.stage} {f.reason}: {f.error}" for f in failures[:3]
+        )
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(
+            f"{len(failures)} packet(s) failed: {shown}{more}; pass skip_bad=True to skip them"
+        )
+
+
+def decode(packet: bytes) -> list[Alert]:
+    """Every alert in one packet (an Avro container). Raises PacketError with its reason.
+
+    A packet whose tail is broken after some good records raises too: use
+    ``stampflow.schemas.codec.decode_packet`` to keep the good records.
+    """
+    decoded = decode_packet(packet)
+    if decoded.error is not None:
+        raise decoded.error
+    return decoded.alerts
+
+
+@functools.cache
+def _classifier(name: str) -> Classifier:
+    return load_classifier(name)  # shipped bundle; loaded once per process
+
+
+def classify(
+    packets: Iterable[bytes],
+    classifiers: Sequence[str] = DEFAULT_CLASSIFIERS,
+    *,
+    mode: str = "full",
+    skip_bad: bool = False,
+) -> list[dict[str, Any]]:
+    """The output record of every alert in ``packets``, annotated by ``classifiers``.
+
+    Names are checked against the registry first. A packet that fails to decode or to
+    classify raises ``ClassifyError`` naming it (its index in ``packets``), unless
+    ``skip_bad``, which leaves it out.
+    """
+    if isinstance(classifiers, str):
+        raise TypeError(f"classifiers is a sequence of names, e.g. ({classifiers!r},)")
+    loaded = [_classifier(name) for name in classifiers]
+    messages = [SourceMessage(bytes(p), "api", 0, i) for i, p in enumerate(packets)]
+    started = time.perf_counter()
+    decoded, dead = decode_batch(messages)
+    annotated, failed = classify_batch(
+        decoded, loaded, batch_started=started, on_classifier_time=lambda _name, _s: None
+    )
+    failures = sorted([*dead, *failed], key=lambda letter: letter.message.offset)
+    if failures and not skip_bad:
+        raise ClassifyError(failures)
+    encoder = OutputEncoder()
+    records = []
+    for item in annotated:
+        try:
+            records.append(
+                encoder.record(
+                    item.alert,
+                    item.annotations,
+                    mode=mode,
+                    processing_time_ms=item.processing_time_ms,
+                )
+            )
+        except PacketError:
+            if not skip_bad:
+                raise
+    return records
+
+
+def to_dataframe(records: Iterable[Record]) -> Any:
+    """A pandas DataFrame, one row per record: objectId, candid, ra, dec, jd, fid, then
+    ``<classifier>_label``, ``_probability``, ``_ambiguous``, ``_uncertainty`` and
+    ``_model_version`` per classifier (missing where it did not apply)."""
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(
+            "to_dataframe needs the pandas package, which is not installed: "
+            "pip install 'stampflow[dataframe]'"
+        ) from None
+    return pandas.DataFrame.from_records([flatten(record) for record in records])
