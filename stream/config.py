@@ -14,7 +14,7 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
       compression: lz4               # none | gzip | snappy | lz4 | zstd
     dead_letter:
       topic: stampflow-dead-letters  # Kafka mode
-      dir: ./out/dead-letters        # archive mode
+      dir: ./out/dead-letters        # archive mode (unset: dead-letters beside output.dir)
     batching: {max_batch: 256, max_wait_ms: 500}
     classifiers:                     # an empty list is valid: alerts pass through unannotated
       - name: blend
@@ -147,10 +147,14 @@ class OutputConfig:
         check_topic_name("output.topic", self.topic)
 
 
+DEAD_LETTER_DIR_NAME = "dead-letters"
+
+
 @dataclass(frozen=True)
 class DeadLetterConfig:
     topic: str = "stampflow-dead-letters"
-    dir: str = "out/dead-letters"
+    # Unset in the file, it follows output.dir: beside it, named DEAD_LETTER_DIR_NAME.
+    dir: str = f"out/{DEAD_LETTER_DIR_NAME}"
 
     def __post_init__(self) -> None:
         check_topic_name("dead_letter.topic", self.topic)
@@ -405,6 +409,7 @@ def _build(raw: Mapping[str, Any]) -> DaemonConfig:
         raise ConfigError(
             sorted(unknown)[0], f"unknown key; known: {', '.join(sorted(_TOP_LEVEL))}"
         )
+    raw = _dead_letters_beside_output(raw)
     kwargs: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         if name in raw:
@@ -418,6 +423,21 @@ def _build(raw: Mapping[str, Any]) -> DaemonConfig:
     if "kafka" in raw:
         kwargs["kafka"] = _build_kafka(raw["kafka"])
     return DaemonConfig(**kwargs)
+
+
+def _dead_letters_beside_output(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``dead_letter.dir`` defaults to a ``dead-letters`` folder beside ``output.dir``, so a
+    run with its output elsewhere never drops its dead letters into ``./out``."""
+    output, dead = raw.get("output"), raw.get("dead_letter")
+    out_dir = output.get("dir") if isinstance(output, dict) else None
+    if out_dir is None or not isinstance(out_dir, str) or _is_null(out_dir):
+        return raw
+    if isinstance(dead, dict) and "dir" in dead:
+        return raw
+    if dead is not None and not _is_null(dead) and not isinstance(dead, dict):
+        return raw  # not a mapping: _build_section says so
+    beside = str(Path(out_dir.rstrip("/") or "/").parent / DEAD_LETTER_DIR_NAME)
+    return {**raw, "dead_letter": {**(dead if isinstance(dead, dict) else {}), "dir": beside}}
 
 
 def _build_section(name: str, cls: type, value: Any) -> Any:

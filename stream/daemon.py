@@ -27,6 +27,7 @@ from stampflow.stream.kafka_producer import AckingProducer, Fenced, producer_pro
 from stampflow.stream.kafka_source import KafkaSource
 from stampflow.stream.loop import ProcessingLoop
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
+from stampflow.stream.progress import CountingSource, OnCommitted
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
 from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
@@ -70,9 +71,16 @@ def worker_config(config: DaemonConfig, worker_index: int | None) -> DaemonConfi
 
 
 def run_worker(
-    config: DaemonConfig, *, serve_http: bool = True, worker_index: int | None = None
+    config: DaemonConfig,
+    *,
+    serve_http: bool = True,
+    worker_index: int | None = None,
+    on_committed: OnCommitted | None = None,
 ) -> WorkerResult:
-    """Run one worker until its source ends (archive) or SIGTERM/SIGINT (Kafka)."""
+    """Run one worker until its source ends (archive) or SIGTERM/SIGINT (Kafka).
+
+    ``on_committed(n)`` is told of every n packets done in archive mode (a progress bar).
+    """
     config = worker_config(config, worker_index)
     registry = serving_registry() if not multiprocess_enabled() else CollectorRegistry()
     metrics = DaemonMetrics(registry)
@@ -122,6 +130,8 @@ def run_worker(
         sink = AvroFileSink(config.output.dir, mode=config.output.mode)
         dead_letters = DirectoryDeadLetters(config.dead_letter.dir)
         source = ArchiveSource(config.input.archive or "")
+        if on_committed is not None:
+            source = CountingSource(source, on_committed)
 
     loop = ProcessingLoop(
         source=source,

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 from stampflow.classifiers import registry
 from stampflow.stream.demo_score import score_run
 
 TRUTH_NAME = "truth.jsonl"  # written by `stampflow synth` beside its packets
+# Written into --out by every demo: only folders under a marked --out are deleted unasked.
+MARKER_NAME = ".stampflow-demo"
+WORK_DIRS = ("packets", "annotated", "dead")
 
 
 def shipped_classifiers() -> list[str]:
@@ -28,11 +32,68 @@ def shipped_classifiers() -> list[str]:
     ]
 
 
+class DemoError(ValueError):
+    """A demo that must not start (an unknown classifier, a work directory not its own)."""
+
+
+def _classifier_names(given: str | None) -> list[str]:
+    """The classifiers to run, checked against the registry before any work is done."""
+    if given is None:
+        return shipped_classifiers()
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    for name in names:
+        try:
+            registry.get(name)
+        except registry.RegistryError as exc:
+            raise DemoError(f"--classifiers: {exc}") from None
+    return names
+
+
+def _clear_work_dirs(out: Path, *, force: bool) -> None:
+    """Empty the demo's folders in ``out`` (a rerun starts from a clean slate), but only
+    those a previous demo made: ``./out/annotated`` is also ``stampflow run``'s default."""
+    marker = out / MARKER_NAME
+    if not marker.is_file() and not force:
+        taken = [out / name for name in WORK_DIRS if _non_empty(out / name)]
+        if taken:
+            raise DemoError(
+                f"{', '.join(map(str, taken))} exist(s) and no demo made them (no {marker}); "
+                "pass --force to replace them, or choose another --out"
+            )
+    for name in WORK_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(
+        "made by `stampflow demo`: its packets/, annotated/ and dead/ are "
+        "replaced by the next demo\n",
+        encoding="utf-8",
+    )
+
+
+def _non_empty(path: Path) -> bool:
+    return (path.is_dir() and any(path.iterdir())) or path.is_file()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("out"), help="work directory (./out)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out"),
+        help="work directory (./out); its packets/, annotated/ and dead/ are replaced",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace packets/, annotated/ and dead/ in --out even if no demo made them",
+    )
     parser.add_argument("--n", type=int, default=2000, help="synthetic packets (2000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--broken-fraction", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the night (0)")
+    parser.add_argument(
+        "--broken-fraction",
+        type=float,
+        default=0.05,
+        help="share of deliberately broken packets, for the dead letters (0.05)",
+    )
     parser.add_argument(
         "--multiband-fraction",
         type=float,
@@ -43,16 +104,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classifiers",
         help="comma-separated names (default: every classifier with a shipped model)",
     )
-    parser.add_argument("--mode", choices=("full", "slim"), default="full")
+    parser.add_argument(
+        "--mode",
+        choices=("full", "slim"),
+        default="full",
+        help="output records: the whole alert, or ids, position and annotations (full)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from stampflow.stream.cli import main  # the dispatcher imports this module
 
-    names = shipped_classifiers() if args.classifiers is None else args.classifiers.split(",")
-    packets, annotated, dead = args.out / "packets", args.out / "annotated", args.out / "dead"
-    for stale in (packets, annotated, dead):
-        shutil.rmtree(stale, ignore_errors=True)  # a rerun starts from a clean slate
+    try:
+        names = _classifier_names(args.classifiers)
+        _clear_work_dirs(args.out, force=args.force)
+    except DemoError as exc:
+        print(f"stampflow demo: {exc}", file=sys.stderr)
+        return 2
+    packets, annotated, dead = (args.out / name for name in WORK_DIRS)
 
     print(f"1/2 synthesising {args.n} ZTF-style packets into {packets}")
     synth = [

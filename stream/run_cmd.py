@@ -11,13 +11,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 
 from stampflow.classifiers.bundle import BundleError
 from stampflow.stream.archive_source import ArchiveError
 from stampflow.stream.config import ConfigError, DaemonConfig, load_config
+from stampflow.stream.progress import archive_total, progress_bar
 from stampflow.stream.summary import format_summary
+
+if TYPE_CHECKING:
+    from stampflow.stream.daemon import WorkerResult
 
 log = logging.getLogger("stampflow")
 
@@ -45,22 +50,51 @@ _FLAG_KEYS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config file (see stream/config.py)")
+    parser.add_argument(
+        "--config",
+        help="YAML config file; every key with its default: stream/stampflow.example.yaml, "
+        "explained in stream/README.md (Configuration). Flags override it",
+    )
     src = parser.add_argument_group("input")
     src.add_argument("--bootstrap", help="Kafka bootstrap servers (Kafka mode)")
     src.add_argument("--topics", help="input topics, comma separated")
     src.add_argument("--group-id", help="consumer group id")
     src.add_argument("--archive", help="archive mode: a directory, glob or nightly .tar.gz")
     out = parser.add_argument_group("output")
-    out.add_argument("--output-topic")
-    out.add_argument("--output-dir", help="archive mode: where Avro output files go")
-    out.add_argument("--mode", choices=("full", "slim"))
-    out.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"))
-    out.add_argument("--dead-letter-topic")
-    out.add_argument("--dead-letter-dir")
+    out.add_argument(
+        "--output-topic", help="Kafka mode: topic for annotated alerts (stampflow-annotated)"
+    )
+    out.add_argument(
+        "--output-dir", help="archive mode: where Avro output files go (out/annotated)"
+    )
+    out.add_argument(
+        "--mode",
+        choices=("full", "slim"),
+        help="full: the whole alert plus annotations; slim: ids, position, time, annotations",
+    )
+    out.add_argument(
+        "--compression",
+        choices=("none", "gzip", "snappy", "lz4", "zstd"),
+        help="Kafka mode: producer compression of outputs and dead letters (lz4)",
+    )
+    out.add_argument(
+        "--dead-letter-topic",
+        help="Kafka mode: topic for packets that fail, bytes untouched (stampflow-dead-letters)",
+    )
+    out.add_argument(
+        "--dead-letter-dir",
+        help="archive mode: directory for packets that fail (default: dead-letters beside "
+        "the output directory)",
+    )
     tune = parser.add_argument_group("tuning")
-    tune.add_argument("--max-batch", type=int)
-    tune.add_argument("--max-wait-ms", type=int)
+    tune.add_argument(
+        "--max-batch", type=int, help="close a micro-batch at this many packets (256)"
+    )
+    tune.add_argument(
+        "--max-wait-ms",
+        type=int,
+        help="... or this many milliseconds after its first packet arrived (500)",
+    )
     tune.add_argument(
         "--classifiers",
         help="comma-separated classifier names; an empty string runs none (pass-through)",
@@ -99,9 +133,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         if config.workers > 1:
             return run_workers(config)
-        result = run_worker(config)
+        result = run_worker(config) if config.kafka_mode else _run_archive(config)
     except (ArchiveError, BundleError, ConfigError, ValueError, OSError, KafkaException) as exc:
         print(f"stampflow run: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))
     return 0
+
+
+def _run_archive(config: DaemonConfig) -> WorkerResult:
+    """Archive mode with a packet counter on stderr (only when it is a terminal)."""
+    from stampflow.stream.daemon import run_worker
+
+    total = archive_total(config.input.archive or "")
+    with progress_bar(total, sys.stderr) as bar:
+        return run_worker(config, on_committed=bar.update)
