@@ -25,7 +25,7 @@ class MorphologySpec(ClassifierSpec):
 
 SPEC = MorphologySpec(
     name="morphology",
-    version="1.0.0",
+    version="2.0.0",
     labels=("spiral", "shell", "bipolar", "irregular", "no_gas"),
     cutout="cutoutMultiband",
     filters=("F200W", "F277W", "F356W", "F444W"),

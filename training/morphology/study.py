@@ -29,6 +29,7 @@ from sklearn.metrics import confusion_matrix, silhouette_samples, silhouette_sco
 
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier
+from stampflow.classifiers.typed import to_dict
 from stampflow.training.calibration import plot_reliability
 from stampflow.training.morphology import figures
 from stampflow.training.morphology.augment import AugmentConfig
@@ -173,6 +174,43 @@ def _matrix(
     return [recipe.name for recipe in RECIPES], accuracy, macro_f1, rows
 
 
+MATRIX_FILE = "matrix.json"
+
+
+def _matrix_key(config: StudyConfig) -> dict[str, Any]:
+    """What the matrix depends on (not the studied bundle): its cache key."""
+    return {
+        "seed": config.seed,
+        "sizes": [config.n_test, config.n_out, config.n_sanity],
+        "budget": to_dict(config.budget),
+        "recipes": to_dict(RECIPES),
+    }
+
+
+def matrix(
+    config: StudyConfig,
+    out: Path,
+    sets: dict[str, SimulatedSet] | None = None,
+    sanity: dict[str, SimulatedSet] | None = None,
+) -> tuple[list[str], np.ndarray, list[list[Any]]]:
+    """The family matrix, cached in ``out/matrix.json``: it trains six models and does not
+    depend on the bundle studied, so a re-run of the study with the same seeds, sizes,
+    budget and recipes reuses it (delete the file to recompute)."""
+    path = Path(out) / MATRIX_FILE
+    key = _matrix_key(config)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["names"], np.array(cached["accuracy"]), cached["rows"]
+    sets = sets if sets is not None else _sets(config)
+    sanity = sanity if sanity is not None else _sanity(config)
+    names, accuracy, _, rows = _matrix(config, sets, sanity)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    record = {"key": key, "names": names, "accuracy": accuracy.tolist(), "rows": rows}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return names, accuracy, rows
+
+
 def _concat(parts: list[SimulatedSet]) -> SimulatedSet:
     return SimulatedSet(
         images=np.concatenate([p.images for p in parts]),
@@ -312,7 +350,7 @@ def study(config: StudyConfig, out: Path) -> Path:
 
     matrix_rows: list[list[Any]] = []
     if config.matrix:
-        names, accuracy, macro_f1, matrix_rows = _matrix(config, sets, sanity)
+        names, accuracy, matrix_rows = matrix(config, out, sets, sanity)
         figures.family_matrix(
             accuracy,
             names,
@@ -427,7 +465,8 @@ def study(config: StudyConfig, out: Path) -> Path:
         report.text(
             f"Small models ({config.budget.n_train} training images, {config.budget.epochs} "
             "epochs, one seed, flag and temperature calibrated on the airy family as for the "
-            "shipped model) trained on growing sets of families, scored on every set. Cells "
+            f"shipped model; cached in `{MATRIX_FILE}`, which does not depend on the bundle "
+            "studied) trained on growing sets of families, scored on every set. Cells "
             "are accuracy / macro-F1; the last column is the sanity sets' share `no_gas` or "
             "ambiguous. The last two rows are the ablations of the shipped recipe. One seed "
             "per cell: differences of a point or two are noise."
