@@ -122,6 +122,7 @@ def run_worker(
         sink = KafkaSink(producer, output, max_message_bytes=limits[output])
         dead_letters = KafkaDeadLetters(producer, dead, max_message_bytes=limits[dead])
         kafka_source = KafkaSource(config, metrics)
+        heartbeat.watch_reachability(kafka_source.reachable)
         source = kafka_source
         if name is not None:
             commits = TransactionalCommits(producer, kafka_source, name)

@@ -37,6 +37,7 @@ class Heartbeat:
         self._max_rewinds = max_rewinds
         self._last = time.monotonic()
         self._ready = False
+        self._reachable: Callable[[], bool] = lambda: True
         self._waiting_since: float | None = None  # first uncommitted batch taken in hand
         self._rewinds = 0  # in a row, without a commit
 
@@ -45,6 +46,11 @@ class Heartbeat:
 
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
+
+    def watch_reachability(self, reachable: Callable[[], bool]) -> None:
+        """Readiness also asks ``reachable`` (the input cluster) at every probe: the loop may
+        be waiting for acknowledgements and not look for a while."""
+        self._reachable = reachable
 
     def batch_in_hand(self) -> None:
         """A batch was taken: the no-commit clock runs until a commit."""
@@ -78,7 +84,7 @@ class Heartbeat:
         return self.problem() is None
 
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and self._reachable()
 
 
 class BindError(OSError):

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
 LAG_RETRY_S = 0.5
+# While the cluster is unreachable, readiness asks it for metadata at most this often.
+REACHABILITY_RETRY_S = 3.0
+REACHABILITY_TIMEOUT_S = 1.0
 COMMIT_ATTEMPTS = 5
 
 
@@ -56,8 +59,12 @@ class KafkaSource:
         props = consumer_properties(config)
         log.info("consumer settings: %s", redact(props))
         self._log = KafkaLog("consumer", log)
-        self._consumer = Consumer({**props, **self._log.properties()})
+        self._consumer = Consumer(
+            {**props, **self._log.properties(), "error_cb": self._on_client_error}
+        )
         self._assigned: set[tuple[str, int]] = set()
+        self._brokers_down_since: float | None = None  # readiness: the cluster unreachable
+        self._reachability_due = 0.0
         self._revoke_hook: RevokeHook | None = None
         self._lag_due = 0.0
         self._consumer.subscribe(
@@ -143,7 +150,28 @@ class KafkaSource:
 
     @property
     def ready(self) -> bool:
-        return bool(self._assigned)
+        return bool(self._assigned) and self.reachable()
+
+    def reachable(self) -> bool:
+        """After librdkafka reported every broker down, the cluster counts as unreachable
+        until a metadata request (at most every few seconds) is answered again."""
+        if self._brokers_down_since is not None:
+            now = time.monotonic()
+            if now >= self._reachability_due:
+                self._reachability_due = now + REACHABILITY_RETRY_S
+                try:
+                    self._consumer.list_topics(timeout=REACHABILITY_TIMEOUT_S)
+                    self._brokers_down_since = None
+                    log.info("consumer: the cluster answers again")
+                except KafkaException:
+                    pass
+        return self._brokers_down_since is None
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        self._log.error_cb(error)
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and self._brokers_down_since is None:
+            self._brokers_down_since = time.monotonic()
+            self._reachability_due = 0.0
 
     def set_revoke_hook(self, hook: RevokeHook) -> None:
         self._revoke_hook = hook

@@ -320,3 +320,13 @@ def http_status(port: int, path: str) -> int:
 
 def metric(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> bool:
+    """Whether ``condition()`` became true within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every_s)
+    return condition()

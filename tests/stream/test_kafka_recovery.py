@@ -8,7 +8,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from stream_helpers import Daemon, good_packets, metric, produce, read_topic, start_daemon
+from stream_helpers import (
+    Daemon,
+    good_packets,
+    http_status,
+    metric,
+    produce,
+    read_topic,
+    start_daemon,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -138,8 +147,11 @@ def test_broker_outage_under_load_loses_nothing(
     produce(bootstrap, source, packets[:60], 2)
     time.sleep(0.5)  # the daemon is busy with the first half
     restartable_kafka.stop()
-    time.sleep(5)
+    # Readiness sees the outage (liveness does not: the worker is fine, the broker is not).
+    assert wait_for(lambda: http_status(daemon.port, "/readyz") == 503, timeout_s=30)
+    assert http_status(daemon.port, "/healthz") == 200
     restartable_kafka.start()
+    assert wait_for(lambda: http_status(daemon.port, "/readyz") == 200, timeout_s=60)
     produce(bootstrap, source, packets[60:], 2)
     records = read_topic(bootstrap, output, len(packets), timeout_s=120)
     assert daemon.process.poll() is None, daemon.log_tail()  # it rode the outage out
