@@ -29,6 +29,16 @@ REASONS = ("no_source", "unlike_training", "margin")
 
 
 @dataclass(frozen=True)
+class Posterior:
+    """What the model says of prepared crops before any flag: the GP's mean and variance,
+    and each crop's distance from the PCA subspace."""
+
+    mean: np.ndarray
+    variance: np.ndarray
+    residual: np.ndarray
+
+
+@dataclass(frozen=True)
 class AmbiguityRule:
     """When a prediction is not to be trusted (see the module docstring)."""
 
@@ -44,23 +54,18 @@ class AmbiguityRule:
     def score(self, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
         return np.abs(mean) - self.kappa * np.sqrt(np.maximum(variance, 0.0))
 
-    def reasons(
-        self,
-        mean: np.ndarray,
-        variance: np.ndarray,
-        residual: np.ndarray,
-        peak_snr: np.ndarray,
-        coverage: np.ndarray,
-    ) -> np.ndarray:
+    def reasons(self, post: Posterior, prepared: Prepared) -> np.ndarray:
         """Per stamp, why it is ambiguous ("" when it is not)."""
-        no_source = (peak_snr < SPEC.min_peak_snr) | (coverage < SPEC.min_coverage)
-        unlike = np.zeros(len(mean), dtype=bool)
+        no_source = (prepared.peak_snr < SPEC.min_peak_snr) | (
+            prepared.coverage < SPEC.min_coverage
+        )
+        unlike = np.zeros(len(post.mean), dtype=bool)
         if self.max_variance is not None:
-            unlike |= variance > self.max_variance
+            unlike |= post.variance > self.max_variance
         if self.max_residual is not None:
-            unlike |= residual > self.max_residual
-        margin = self.score(mean, variance) < self.tau
-        out = np.full(len(mean), "", dtype=object)
+            unlike |= post.residual > self.max_residual
+        margin = self.score(post.mean, post.variance) < self.tau
+        out = np.full(len(post.mean), "", dtype=object)
         out[margin] = "margin"
         out[unlike] = "unlike_training"
         out[no_source] = "no_source"
@@ -122,27 +127,18 @@ class BlendModel:
         self.calibration = calibration
         self.rule = rule
 
-    def posterior(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """GP mean and variance, and the distance from the PCA subspace, of prepared crops."""
+    def posterior(self, crops: np.ndarray) -> Posterior:
         x = normalise(crops, self.prep)
         mean, variance = self.gp.predict(self.embedding.transform(x))
-        return mean, variance, self.embedding.residual(x)
+        return Posterior(mean, variance, self.embedding.residual(x))
 
     def predict(self, prepared: Prepared) -> BlendPrediction:
-        mean, variance, residual = self.posterior(prepared.crops)
-        return self.decide(mean, variance, residual, prepared.peak_snr, prepared.coverage)
+        return self.decide(self.posterior(prepared.crops), prepared)
 
-    def decide(
-        self,
-        mean: np.ndarray,
-        variance: np.ndarray,
-        residual: np.ndarray,
-        peak_snr: np.ndarray,
-        coverage: np.ndarray,
-    ) -> BlendPrediction:
+    def decide(self, post: Posterior, prepared: Prepared) -> BlendPrediction:
         """Calibrate and flag a posterior already computed."""
-        reason = self.rule.reasons(mean, variance, residual, peak_snr, coverage)
-        return BlendPrediction(mean, variance, self.calibration(mean), reason)
+        reason = self.rule.reasons(post, prepared)
+        return BlendPrediction(post.mean, post.variance, self.calibration(post.mean), reason)
 
     def serving(self) -> BlendServing:
         return BlendServing(SPEC, self.prep, self.gp.hyper, self.calibration, self.rule)

@@ -540,7 +540,7 @@ def _write_grid(
         embedding, gp = fit_gp(train_set, cell, config.train)
         probe = BlendModel(cell, embedding, gp, Calibration(1.0, 0.0), AmbiguityRule(0.0, 0.0))
         for key, data in (("sky", val), ("moffat", ind)):
-            mean, _, _ = probe.posterior(data.crops)
+            mean = probe.posterior(data.crops).mean
             grids[key][r, c] = float(((mean > 0) == (data.labels == 1)).mean())
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, (key, grid) in zip(axes, grids.items(), strict=True):

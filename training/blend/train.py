@@ -238,26 +238,24 @@ def fit(config: TrainConfig, splits: Splits) -> TrainedBlend:
     embedding, gp = fit_gp(splits.train, config.prep, config)
     provisional = BlendModel(config.prep, embedding, gp, Calibration(1.0, 0.0), AmbiguityRule(0, 0))
     val = splits.val
-    mean, variance, residual = provisional.posterior(val.crops)
-    calibration = fit_calibration(mean, val.labels)
+    post = provisional.posterior(val.crops)
+    calibration = fit_calibration(post.mean, val.labels)
     # "Unlike training" limits at a high quantile of the validation set (in family), then the
     # margin rule on the stamps that pass them and show a source.
-    max_variance = float(np.quantile(variance, config.ood_quantile))
-    max_residual = float(np.quantile(residual, config.ood_quantile))
-    limits = AmbiguityRule(np.inf, -np.inf, max_variance, max_residual)  # margin never fires
-    passed = (
-        limits.reasons(mean, variance, residual, val.prepared.peak_snr, val.prepared.coverage) == ""
-    )
+    max_variance = float(np.quantile(post.variance, config.ood_quantile))
+    max_residual = float(np.quantile(post.residual, config.ood_quantile))
+    limits = AmbiguityRule(0.0, -np.inf, max_variance, max_residual)  # margin never fires
+    passed = limits.reasons(post, val.prepared) == ""
     margin = choose_rule(
-        mean[passed],
-        variance[passed],
+        post.mean[passed],
+        post.variance[passed],
         val.labels[passed],
         config.target_accuracy,
         max(config.max_flagged - (1 - passed.mean()), 0.01),
     )
     rule = AmbiguityRule(margin.kappa, margin.tau, max_variance, max_residual)
     model = BlendModel(config.prep, embedding, gp, calibration, rule)
-    val_pred = model.decide(mean, variance, residual, val.prepared.peak_snr, val.prepared.coverage)
+    val_pred = model.decide(post, val.prepared)
     val_metrics = evaluate(val_pred, val.labels)
     test_metrics = evaluate(model.predict(splits.test.prepared), splits.test.labels)
     return TrainedBlend(config, model, val_metrics, test_metrics)
