@@ -108,7 +108,8 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
     of 7x7-block means over what white noise of that noise would give: gradients, galaxies,
     wings), fwhm_arcsec (adaptive moments of the central source), peak_snr (central
     peak over noise), neighbours (other sources above 5 sigma, farther than 5" out),
-    saturated (a flat-topped or masked core), nan_fraction.
+    saturated (a flat-topped or masked core), row_streak (bright sources only: the light along
+    the rows beside the source minus along its columns, in noise units), nan_fraction.
     """
     image = np.where(np.abs(stamp) < SPEC.fill_sentinel, stamp, np.nan).astype(np.float64)
     finite = np.isfinite(image)
@@ -143,6 +144,18 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
     saturated = bool(np.isnan(raw_core).sum() >= 3) or bool(
         peak > 1000 * noise and np.sum(raw_core >= 0.98 * np.nanmax(raw_core)) >= 4
     )
+    # Light along the rows beside a bright source minus along its columns: ZTF's streaks.
+    rows = np.r_[
+        resid[cy - 1 : cy + 2, cx + 5 : cx + 13].ravel(),
+        resid[cy - 1 : cy + 2, cx - 12 : cx - 4].ravel(),
+    ]
+    cols = np.r_[
+        resid[cy + 5 : cy + 13, cx - 1 : cx + 2].ravel(),
+        resid[cy - 12 : cy - 4, cx - 1 : cx + 2].ravel(),
+    ]
+    streak = (
+        float((np.nanmean(rows) - np.nanmean(cols)) / noise) if peak > 300 * noise else float("nan")
+    )
     return {
         "sky": sky,
         "noise": noise,
@@ -152,5 +165,6 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
         "peak_snr": peak / noise,
         "neighbours": float(far.sum()),
         "saturated": float(saturated),
+        "row_streak": streak,
         "nan_fraction": float((~finite).mean()),
     }

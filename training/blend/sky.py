@@ -10,7 +10,9 @@ templates show (``real.measure`` compares the two with the real packets):
   seeing (PSF variation across the coadd), convolved with the diffraction of the 1.22 m
   aperture and its central obscuration (for a share of stamps the full pattern with four
   struts and defocus, astigmatism and coma, from a bank drawn once per process), a Gaussian
-  blur for the camera's aberrations, focus and tracking, and a small shear (wind).
+  blur for the camera's aberrations, focus and tracking, and a small shear (wind); and the
+  faint horizontal streak ZTF's bright stars trail along the rows. The seeing range is set
+  a little wider than the real templates' FWHM distribution (the study's realism table).
 - **Scene**: the central single star or blend (2-3 stars closer than 3 FWHM, as before);
   field stars with counts rising to faint magnitudes (dN/dm ~ 10^(0.3 m)) and background
   galaxies, all resolved from the centre (farther than 3 FWHM); in a share of stamps a
@@ -60,10 +62,12 @@ class SkyConfig:
     pixel_scale: float = SPEC.pixel_scale_arcsec
     blend_fraction: float = 0.5
     triple_fraction: float = 0.1
-    seeing_range: tuple[float, float] = (1.4, 2.9)  # coadd FWHM, arcsec
+    seeing_range: tuple[float, float] = (1.6, 2.6)  # coadd FWHM, arcsec
     coadd_fwhm_spread: float = 0.15  # relative spread of the exposures' FWHM in one coadd
     optics_blur_sigma: tuple[float, float] = (0.15, 0.4)  # arcsec: aberrations, focus, tracking
     strut_prob: float = 0.1  # share of stamps with the full strut diffraction pattern
+    streak_share: tuple[float, float] = (0.0005, 0.006)  # of a star's light, along the rows
+    streak_length: tuple[float, float] = (10.0, 30.0)  # arcsec
     max_shear: float = 0.06
     sep_fwhm_range: tuple[float, float] = (0.1, 3.0)
     flux_ratio_range: tuple[float, float] = (0.05, 1.0)
@@ -141,9 +145,18 @@ def _psf(rng: np.random.Generator, fwhm: float, c: SkyConfig) -> galsim.GSObject
         )
     optics = galsim.Convolve(diffraction, galsim.Gaussian(sigma=blur, gsparams=_GSPARAMS))
     g1, g2 = rng.uniform(-1, 1, 2) * c.max_shear
-    return galsim.Convolve(galsim.Add(parts), optics, gsparams=_GSPARAMS).shear(
+    core = galsim.Convolve(galsim.Add(parts), optics, gsparams=_GSPARAMS).shear(
         g1=float(g1), g2=float(g2)
     )
+    # ZTF's bright stars trail faint horizontal streaks along the rows (the camera's
+    # vanes and the CCD's readout direction): a long thin line of a small share of the light.
+    share = float(rng.uniform(*c.streak_share))
+    streak = galsim.Convolve(
+        galsim.Gaussian(sigma=fwhm / 2.355, gsparams=_GSPARAMS),
+        galsim.Box(width=float(rng.uniform(*c.streak_length)), height=0.05, gsparams=_GSPARAMS),
+        gsparams=_GSPARAMS,
+    )
+    return galsim.Add([core.withFlux(1.0 - share), streak.withFlux(share)])
 
 
 def _field_mags(rng: np.random.Generator, n: int, c: SkyConfig) -> np.ndarray:
