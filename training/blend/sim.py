@@ -277,7 +277,7 @@ def signal_to_noise(
 
 
 def damage(
-    rng: np.random.Generator, images: list[np.ndarray], config: SimConfig
+    rng: np.random.Generator, images: list[np.ndarray], edge_cut_prob: float, nan_prob: float
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Edge cuts and NaN bad pixels, the same for every image kind of one stamp.
 
@@ -286,8 +286,8 @@ def damage(
     NaN counts and which stamps received bad pixels.
     """
     m = images[0].shape[0]
-    cut = rng.random(m) < config.edge_cut_prob
-    bad = rng.random(m) < config.nan_prob
+    cut = rng.random(m) < edge_cut_prob
+    bad = rng.random(m) < nan_prob
     out: list[list[np.ndarray]] = [[] for _ in images]
     n_nan = np.zeros(m, dtype=np.int64)
     for i in range(m):
@@ -316,7 +316,7 @@ def simulate_templates(
     n_coadd = rng.integers(config.n_coadd_range[0], config.n_coadd_range[1] + 1, n)
     expected = scene.system + scene.neighbour + scene.sky[:, None, None]
     template = observe(rng, expected, n_coadd, config)
-    (stamps,), cut, n_nan, _ = damage(rng, [template], config)
+    (stamps,), cut, n_nan, _ = damage(rng, [template], config.edge_cut_prob, config.nan_prob)
     truth = dict(scene.truth)
     truth["n_coadd"] = n_coadd
     truth["snr"] = signal_to_noise(scene.system, scene.sky, n_coadd, config)
@@ -354,7 +354,9 @@ def ztf_cutouts(
     )
     science = observe(rng, static + transient, np.ones(n, dtype=np.int64), config)
     difference = science - template
-    (sci, tmpl, diff), cut, n_nan, _ = damage(rng, [science, template, difference], config)
+    (sci, tmpl, diff), cut, n_nan, _ = damage(
+        rng, [science, template, difference], config.edge_cut_prob, config.nan_prob
+    )
     snr = signal_to_noise(scene.system, scene.sky, n_coadd, config)
     rows = []
     for i in range(n):

@@ -322,15 +322,7 @@ def simulate_templates(
         }
         for key, value in row.items():
             truth[key].append(value)
-    stamps, cut, n_nan, _ = damage(rng, [images], _Damage(c.edge_cut_prob, c.nan_prob))
+    stamps, cut, n_nan, _ = damage(rng, [images], c.edge_cut_prob, c.nan_prob)
     truth["edge_cut"] = list(cut)
     truth["n_nan"] = list(n_nan)
     return stamps[0], {k: np.asarray(v) for k, v in truth.items()}
-
-
-@dataclass(frozen=True)
-class _Damage:
-    """The part of ``sim.SimConfig`` that ``sim.damage`` reads."""
-
-    edge_cut_prob: float
-    nan_prob: float

@@ -134,7 +134,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         )
         scored.append(Scored("real, PS1 weak labels", expected, model.predict(real_prepared)))
 
-    _write_summary_placeholder(report)
+    summary_at = len(report.parts)  # the summary goes here once the numbers exist
     _write_intro(report, manifest, config, real)
     headline = _write_headline(report, scored)
     if real:
@@ -154,7 +154,7 @@ def study(config: StudyConfig, out: Path) -> Path:
     grid = _write_grid(report, rng[4], config, prep, test, independent)
     _write_binned(report, test, scored[0].pred, independent, scored[1].pred)
     _write_binaries(report)
-    _write_discussion(report, headline, weak_rows, ood_rows, trust, methods, grid)
+    _write_discussion(report, summary_at, headline, weak_rows, ood_rows, methods, grid)
     report.heading("Reproduce")
     report.text(
         "```\nstampflow train blend --out classifiers/blend/shipped   # the shipped bundle\n"
@@ -168,10 +168,6 @@ def study(config: StudyConfig, out: Path) -> Path:
 
 
 # --- sections ---------------------------------------------------------------------------
-
-
-def _write_summary_placeholder(report: Report) -> None:
-    report.parts.append("")  # the summary goes here once the numbers exist (see discussion)
 
 
 def _write_intro(report: Report, manifest: dict, config: StudyConfig, real: list) -> None:
@@ -635,10 +631,10 @@ def _write_binaries(report: Report) -> None:
 
 def _write_discussion(
     report: Report,
+    summary_at: int,
     headline: list[dict[str, Any]],
     weak_rows: list[list[Any]],
     ood_rows: list[list[Any]],
-    trust: list[list[Any]],
     methods: list[list[Any]],
     grids: dict[str, np.ndarray],
 ) -> None:
@@ -674,7 +670,7 @@ def _write_discussion(
             f"- Best normalisation x embedding on {key}: {NORMALISATIONS[i]} with {names[j]} "
             f"({grid[i, j]:.3f})."
         )
-    report.parts[1] = "\n## Summary\n\n" + "\n".join(lines) + "\n"
+    report.parts.insert(summary_at, "\n## Summary\n\n" + "\n".join(lines) + "\n")
     report.heading("Discussion: can we trust ML classification of blends?")
     report.text(
         "Where it can be trusted: bright, well-sampled point sources on a clean background, "
