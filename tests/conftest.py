@@ -48,28 +48,29 @@ def _local_kafka(workdir: Path) -> Iterator[LocalKafka]:
         broker.stop()
 
 
-def _docker_engine_answers() -> bool:
-    try:
-        import docker
+def _testcontainers_requested() -> bool:
+    """Whether ``STAMPFLOW_TEST_KAFKA=testcontainers`` asks for a Kafka container.
 
-        docker.from_env(timeout=3).ping()
-    except Exception:  # no client library, no socket, no daemon: all mean "no engine"
-        return False
-    return True
+    Only on request: a Docker engine answering (say, one started to build the image) must not
+    make every Kafka test pull a broker image from a registry that may be unreachable.
+    """
+    return os.environ.get("STAMPFLOW_TEST_KAFKA", "").strip().lower() == "testcontainers"
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real Apache Kafka broker shared by the whole test session.
 
-    In order: ``KAFKA_BOOTSTRAP`` when set; a testcontainers Kafka where a Docker engine
-    answers; otherwise the local KRaft broker from ``deploy/kafka`` (stopped at session end).
-    Never skips: without jars it fails, telling to run ``make kafka-jars``.
+    In order: ``KAFKA_BOOTSTRAP`` when set; a testcontainers Kafka when
+    ``STAMPFLOW_TEST_KAFKA=testcontainers`` asks for one (it needs a Docker engine and a
+    reachable image registry); otherwise the local KRaft broker from ``deploy/kafka`` (stopped
+    at session end), even where a Docker engine answers. Never skips: without jars it fails,
+    telling to run ``make kafka-jars``.
     """
     if os.environ.get("KAFKA_BOOTSTRAP"):
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    if _docker_engine_answers():
+    if _testcontainers_requested():
         from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
