@@ -30,6 +30,7 @@ from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, servin
 from stampflow.stream.progress import CountingSource, OnCommitted
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
+from stampflow.stream.threads import limit_pools, threads_per_worker
 from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
 from stampflow.stream.transactions import TransactionalCommits, transactional_id
 
@@ -100,6 +101,8 @@ def run_worker(
         log.info("metrics and probes on port %d", server.port)
 
     classifiers = load_classifiers(config)
+    threads = threads_per_worker(config.threads, config.workers)
+    log.info("thread pools limited to %d per worker: %s", threads, limit_pools(threads) or "none")
     metrics.set_models((c.name, c.version, c.sha256) for c in classifiers)
     if not classifiers:
         log.info("no classifiers configured: alerts pass through with empty annotations")

@@ -55,6 +55,11 @@ def producer_properties(
         "enable.auto.commit",
         "session.timeout.ms",
         "isolation.level",
+        "enable.auto.offset.store",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "fetch.queue.backoff.ms",
+        "fetch.max.bytes",
     ):
         props.pop(consumer_only, None)
     if transactional_id is not None:

@@ -43,6 +43,8 @@ def consumer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
         # Input written in transactions (ours, MirrorMaker's): aborted records are skipped.
         "isolation.level": "read_committed",
         "queued.max.messages.kbytes": config.backpressure.prefetch_kbytes,
+        "queued.min.messages": config.backpressure.prefetch_messages,
+        "fetch.queue.backoff.ms": config.backpressure.fetch_backoff_ms,
         # One fetch should not overshoot the prefetch bound by much; librdkafka insists on
         # at least message.max.bytes (1 MB by default, about 20 packets).
         "fetch.max.bytes": max(

@@ -44,6 +44,8 @@ _FLAG_KEYS = {
     "metrics_port": "metrics.port",
     "drain_timeout": "shutdown.drain_timeout_s",
     "workers": "workers",
+    "threads": "threads",
+    "group_instance_id": "kafka.group.instance.id",
     "max_in_flight": "backpressure.max_in_flight",
     "processing": "processing",
 }
@@ -102,6 +104,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--metrics-port", type=int, help="port for /metrics /healthz /readyz")
     tune.add_argument("--drain-timeout", type=float, help="seconds allowed to drain on shutdown")
     tune.add_argument("--workers", type=int, help="consumer processes in the group (Kafka)")
+    tune.add_argument(
+        "--threads",
+        help="torch/OpenMP/BLAS threads per worker; auto (default): the cores over the workers",
+    )
+    tune.add_argument(
+        "--group-instance-id",
+        help="static group membership (kafka group.instance.id; -<n> added per worker): a "
+        "restarted worker gets its partitions back at once, without a rebalance",
+    )
     tune.add_argument("--max-in-flight", type=int, help="unacknowledged outputs at most")
     tune.add_argument(
         "--processing",
@@ -127,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"stampflow run: {exc}", file=sys.stderr)
         return 2
     log.info("config: %r", config)
+    from stampflow.stream.threads import thread_environment, threads_per_worker
+
+    # Before the worker imports torch (workers inherit the environment when spawned).
+    threads = threads_per_worker(config.threads, config.workers)
+    thread_environment(threads, explicit=config.threads is not None)
     from stampflow.stream.daemon import run_worker
     from stampflow.stream.workers import run_workers
 

@@ -54,7 +54,11 @@ def run_workers(config: DaemonConfig) -> int:
 
     from stampflow.stream.health import HealthServer
     from stampflow.stream.metrics import ready_value, serving_registry
+    from stampflow.stream.threads import thread_environment, threads_per_worker
 
+    # Inherited by the spawned workers, which read it before importing numpy or torch.
+    threads = threads_per_worker(config.threads, config.workers)
+    thread_environment(threads, explicit=config.threads is not None)
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
 

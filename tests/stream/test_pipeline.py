@@ -24,9 +24,10 @@ class PickyClassifier:
     version = "1"
     sha256 = "0" * 64
 
-    def __init__(self, hated: set[int], *, packet_error: bool = False) -> None:
+    def __init__(self, hated: set[int], *, packet_error: bool = False, named: bool = False) -> None:
         self.hated = hated
         self.packet_error = packet_error
+        self.named = named  # the PacketError names the alert, as the protocol asks
         self.calls: list[int] = []
 
     def applies_to(self, alert) -> bool:
@@ -36,6 +37,9 @@ class PickyClassifier:
         self.calls.append(len(alerts))
         for alert in alerts:
             if alert.candid in self.hated:
+                if self.named:
+                    who = f"alert {alert.object_id} candid {alert.candid}"
+                    raise PacketError("bad_stamp", f"{who}: unreadable", field="cutoutScience")
                 if self.packet_error:
                     raise PacketError("bad_stamp", "unreadable", field="cutoutScience")
                 raise RuntimeError("boom")
@@ -69,6 +73,22 @@ def test_a_failing_batch_is_retried_down_to_single_alerts() -> None:
     assert all(a.annotations[0].label == "star" for a in annotated)
     assert sorted(d.message.offset for d in dead) == [1, 3]
     assert {(d.stage, d.reason) for d in dead} == {("classify", CLASSIFIER_ERROR)}
+
+
+def test_a_packet_error_naming_its_alert_splits_the_batch_there() -> None:
+    decoded, _ = decode_batch(messages(good_packets(12)))
+    bad = [2, 7, 8]
+    picky = PickyClassifier({decoded[i].alert.candid for i in bad}, named=True)
+    annotated, dead = classify_batch(
+        decoded, [picky], batch_started=0.0, on_classifier_time=lambda n, s: None
+    )
+    assert sorted(d.message.offset for d in dead) == bad
+    assert [a.message.offset for a in annotated] == [i for i in range(12) if i not in bad]
+    assert {(d.reason, d.field) for d in dead} == {("bad_stamp", "cutoutScience")}
+    assert len(picky.calls) <= 3 * len(bad) + 1
+    halving = PickyClassifier(picky.hated, packet_error=True)  # names no alert
+    classify_batch(decoded, [halving], batch_started=0.0, on_classifier_time=lambda n, s: None)
+    assert len(picky.calls) < len(halving.calls)
 
 
 def test_a_packet_error_keeps_its_reason_and_field() -> None:
