@@ -29,6 +29,9 @@ from MuyGPyS.neighbors import NN_Wrapper  # noqa: E402
 # Bytes allowed for one chunk's (chunk, k, k, d) float64 difference tensor.
 _TENSOR_BUDGET = 256 * 2**20
 MAX_CHUNK = 1024
+# Queries per neighbour search / posterior step: bounds the (chunk, n_train) distances.
+_QUERY_CHUNK = 64
+_SPARE = 16  # extra candidates re-ranked on exact distances
 
 
 @dataclass(frozen=True)
@@ -61,29 +64,162 @@ def _model(smoothness: float, length_scale: float | Parameter, noise: float | Pa
     )
 
 
-class BlendGP:
-    """A fitted MuyGPs regressor on +1/-1 labels with exact brute-force neighbour search."""
+class ExactNeighbours:
+    """Exact k nearest neighbours by brute force, in numpy: the same answers as the
+    brute-force ``NN_Wrapper`` without its per-call overhead.
 
-    def __init__(self, features: np.ndarray, targets: np.ndarray, hyper: GPHyperparameters) -> None:
+    Candidates come from one BLAS product per chunk (``|x|^2 - 2 q.x``); the best
+    ``k + _SPARE`` are then re-ranked on exact squared differences, ties broken by the lower
+    training index, so the neighbour set does not depend on how queries are batched.
+    """
+
+    def __init__(self, features: np.ndarray, k: int) -> None:
+        self.features = features
+        self.k = k
+        self.sq = np.einsum("ij,ij->i", features, features)
+
+    def query(self, queries: np.ndarray) -> np.ndarray:
+        k, spare = self.k, min(self.k + _SPARE, len(self.features))
+        approx = self.sq[None, :] - 2.0 * (queries @ self.features.T)
+        cand = np.argpartition(approx, spare - 1, axis=1)[:, :spare]
+        diff = queries[:, None, :] - self.features[cand]
+        exact = np.einsum("ijk,ijk->ij", diff, diff)
+        order = np.lexsort((cand, exact), axis=-1)[:, :k]
+        return np.take_along_axis(cand, order, axis=1)
+
+
+class HnswNeighbours:
+    """Approximate k nearest neighbours from a faiss HNSW graph (optional: ``faiss-cpu``)."""
+
+    def __init__(self, features: np.ndarray, k: int, m: int = 16, ef_search: int = 128) -> None:
+        import faiss
+
+        self.k = k
+        self.index = faiss.IndexHNSWFlat(features.shape[1], m)
+        self.index.hnsw.efConstruction = 200
+        self.index.add(np.ascontiguousarray(features, dtype=np.float32))
+        self.index.hnsw.efSearch = max(ef_search, k)
+
+    def query(self, queries: np.ndarray) -> np.ndarray:
+        _, indices = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), self.k)
+        return indices.astype(np.intp)
+
+
+NEIGHBOURS = ("exact", "hnsw")
+
+
+class BlendGP:
+    """A fitted MuyGPs regressor on +1/-1 labels.
+
+    ``predict`` is MuyGPs' posterior (the same kernel, noise, solve and scale as
+    ``MuyGPS.posterior_mean`` / ``posterior_variance``) computed without the (chunk, k, k, d)
+    difference tensors: the distances among each query's neighbours come from their Gram
+    matrix, and one solve serves the mean and the variance. ``predict_muygpys`` is the
+    library's own path, kept as the reference. Neighbours are exact by default;
+    ``neighbours="hnsw"`` uses an approximate faiss index.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        targets: np.ndarray,
+        hyper: GPHyperparameters,
+        neighbours: str = "exact",
+    ) -> None:
         if len(features) != len(targets) or len(features) <= hyper.nn_count:
             raise ValueError(
                 f"need more than nn_count={hyper.nn_count} training points with one target "
                 f"each, got {len(features)} points and {len(targets)} targets"
             )
+        if neighbours not in NEIGHBOURS:
+            raise ValueError(f"neighbours must be one of {NEIGHBOURS}, got {neighbours!r}")
         self.features = np.ascontiguousarray(features, dtype=np.float64)
         self.targets = np.asarray(targets, dtype=np.float64)
         self.hyper = hyper
         self.model = _model(hyper.smoothness, hyper.length_scale, hyper.noise)
-        self.nbrs = NN_Wrapper(
-            self.features, hyper.nn_count, nn_method="exact", algorithm="brute", n_jobs=1
+        self.neighbours = neighbours
+        self.index = (
+            ExactNeighbours(self.features, hyper.nn_count)
+            if neighbours == "exact"
+            else HnswNeighbours(self.features, hyper.nn_count)
         )
+        self._nbrs: NN_Wrapper | None = None
+        # Training points over the length scale, and their squared norms, for the Gram trick.
+        self._scaled = self.features / hyper.length_scale
+        self._scaled_sq = np.einsum("ij,ij->i", self._scaled, self._scaled)
+        self._k0 = float(self._matern(np.zeros(1))[0])
         dim = self.features.shape[1]
         self.chunk = int(
             np.clip(_TENSOR_BUDGET // (8 * hyper.nn_count**2 * max(dim, 1)), 16, MAX_CHUNK)
         )
 
-    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean (n,) and variance (n,), computed ``self.chunk`` points at a time."""
+    @property
+    def nbrs(self) -> NN_Wrapper:
+        """The library's exact brute-force neighbour search (the reference path)."""
+        if self._nbrs is None:
+            self._nbrs = NN_Wrapper(
+                self.features, self.hyper.nn_count, nn_method="exact", algorithm="brute", n_jobs=1
+            )
+        return self._nbrs
+
+    def nearest(self, features: np.ndarray) -> np.ndarray:
+        """(n, nn_count) training indices of each point's neighbours."""
+        features = np.ascontiguousarray(features, dtype=np.float64)
+        parts = [
+            self.index.query(features[start : start + _QUERY_CHUNK])
+            for start in range(0, len(features), _QUERY_CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.hyper.nn_count), np.intp)
+
+    def predict(
+        self, features: np.ndarray, nn_indices: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean (n,) and variance (n,); neighbours found here unless given."""
+        features = np.ascontiguousarray(features, dtype=np.float64)
+        if nn_indices is None:
+            nn_indices = self.nearest(features)
+        mean = np.empty(len(features))
+        variance = np.empty(len(features))
+        for start in range(0, len(features), _QUERY_CHUNK):
+            part = slice(start, start + _QUERY_CHUNK)
+            mean[part], variance[part] = self._posterior(features[part], nn_indices[part])
+        return mean, variance
+
+    def _posterior(self, x: np.ndarray, nn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = self.hyper
+        # Crosswise distances exactly as MuyGPyS: l2 of (x - x_nn) / length_scale.
+        cross = np.sqrt(np.sum(((x[:, None, :] - self.features[nn]) / h.length_scale) ** 2, -1))
+        # Pairwise distances among the neighbours from their Gram matrix.
+        scaled = self._scaled[nn]
+        sq = self._scaled_sq[nn]
+        gram = scaled @ scaled.transpose(0, 2, 1)
+        pair = np.sqrt(np.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * gram, 0.0))
+        k_cross = self._matern(cross)
+        k_in = self._matern(pair)
+        diag = np.arange(nn.shape[1])
+        k_in[:, diag, diag] = self._k0 + h.noise  # the kernel at distance 0, plus the noise
+        solved = np.linalg.solve(k_in, k_cross[:, :, None])[:, :, 0]
+        mean = np.einsum("ij,ij->i", solved, self.targets[nn])
+        # FixedScale(1) in the model; the fitted analytic scale multiplies here.
+        variance = h.scale * (1.0 - np.einsum("ij,ij->i", solved, k_cross))
+        return mean, variance
+
+    def _matern(self, dists: np.ndarray) -> np.ndarray:
+        """MuyGPyS' Matern of scaled distances (its numpy formulas), whatever its backend."""
+        nu = self.hyper.smoothness
+        if nu == 0.5:
+            return np.exp(-dists)
+        if nu == 1.5:
+            k = dists * np.sqrt(3)
+            return (1.0 + k) * np.exp(-k)
+        if nu == 2.5:
+            k = dists * np.sqrt(5)
+            return (1.0 + k + k**2 / 3.0) * np.exp(-k)
+        return np.asarray(self.model.kernel._predef_fn(dists))
+
+    def predict_muygpys(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference: MuyGPyS' ``make_predict_tensors``, ``posterior_mean`` and
+        ``posterior_variance`` on ``NN_Wrapper`` neighbours, ``self.chunk`` points at a time."""
         features = np.ascontiguousarray(features, dtype=np.float64)
         mean = np.empty(len(features))
         variance = np.empty(len(features))
@@ -98,7 +234,6 @@ class BlendGP:
             mean[start : start + len(part)] = np.ravel(
                 self.model.posterior_mean(k_in, k_cross, nn_targets)
             )
-            # FixedScale(1) in the model; the fitted analytic scale multiplies here.
             variance[start : start + len(part)] = self.hyper.scale * np.ravel(
                 self.model.posterior_variance(k_in, k_cross)
             )

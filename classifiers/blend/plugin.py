@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from stampflow.classifiers.blend import ENTRY
 from stampflow.classifiers.blend.model import BlendModel, BlendServing
-from stampflow.classifiers.blend.preprocess import Prepared, prepare
+from stampflow.classifiers.blend.preprocess import Prepared, prepare_each
 from stampflow.classifiers.blend.spec import SPEC
 from stampflow.classifiers.bundle import load_bundle
 from stampflow.schemas.annotation import Annotation
@@ -40,6 +40,7 @@ class BlendClassifier:
         self.model = model
         self.version = version
         self.sha256 = sha256
+        self._last: dict[int, tuple[Alert, Annotation | PacketError]] | None = None
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> BlendClassifier:
@@ -53,13 +54,62 @@ class BlendClassifier:
     def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:
         """One annotation per alert, in order, from one vectorised prediction.
 
-        Every stamp is decoded and checked before any model work; a broken one raises the
-        ``PacketError`` naming that alert, so the pipeline's retry (in halves, down to
-        single alerts) costs little and dead-letters only the broken alert.
+        Every template is decoded and validated per alert before any model work; the usable
+        ones are prepared and predicted in one pass. A broken one (empty, undecodable, wrong
+        shape, too few finite pixels) raises the ``PacketError`` naming that alert, field and
+        why. The pipeline then retries in halves, down to single alerts: those calls are
+        answered from what this pass computed for the same alert objects (annotations and
+        errors alike), so nothing is decoded, prepared or predicted twice and only the
+        broken alerts are dead-lettered.
         """
         if not alerts:
             return []
-        return self.annotate(Prepared.concat([self._prepare(alert) for alert in alerts]))
+        outcomes = self._remembered(alerts)
+        if outcomes is None:
+            outcomes = self.outcomes(alerts)
+            broken = any(isinstance(o, PacketError) for o in outcomes)
+            # Kept only for the retries of a batch that raises; the alerts stay referenced
+            # so their ids cannot be reused while remembered.
+            self._last = (
+                {id(a): (a, o) for a, o in zip(alerts, outcomes, strict=True)} if broken else None
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, PacketError):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
+    def outcomes(self, alerts: Sequence[Alert]) -> list[Annotation | PacketError]:
+        """Per alert, its annotation or the ``PacketError`` saying why its template is
+        unusable: validated per alert, the usable ones prepared and predicted in one pass."""
+        results: list[Annotation | PacketError | None] = [None] * len(alerts)
+        stamps, names, where = [], [], []
+        for i, alert in enumerate(alerts):
+            who = f"alert {alert.object_id} candid {alert.candid}"
+            try:
+                if not alert.has_stamp(SPEC.stamp_kind):
+                    raise PacketError("bad_stamp", "stampData is empty", field=SPEC.cutout)
+                stamps.append(alert.stamp(SPEC.stamp_kind))
+            except PacketError as exc:
+                results[i] = PacketError(exc.reason, f"{who}: {exc.detail}", field=SPEC.cutout)
+                continue
+            names.append(f"{who}: template stamp")
+            where.append(i)
+        batch = prepare_each(stamps, self.model.prep, field=SPEC.cutout, names=names)
+        for k, error in batch.errors.items():
+            results[where[k]] = error
+        annotations = self.annotate(batch.prepared) if len(batch.kept) else []
+        for k, annotation in zip(batch.kept, annotations, strict=True):
+            results[where[k]] = annotation
+        return results  # type: ignore[return-value]
+
+    def _remembered(self, alerts: Sequence[Alert]) -> list[Annotation | PacketError] | None:
+        last = self._last
+        if last is None:
+            return None
+        found = [last.get(id(a)) for a in alerts]
+        if any(f is None or f[0] is not a for f, a in zip(found, alerts, strict=True)):
+            return None
+        return [f[1] for f in found]  # type: ignore[index]
 
     def annotate(self, prepared: Prepared) -> list[Annotation]:
         """Annotations for prepared stamps: what ``classify`` returns, for studies too."""
@@ -78,13 +128,3 @@ class BlendClassifier:
             )
             for i in range(len(pred.mean))
         ]
-
-    def _prepare(self, alert: Alert) -> Prepared:
-        """The alert's prepared template, or a ``PacketError`` naming the alert."""
-        try:
-            if not alert.has_stamp(SPEC.stamp_kind):
-                raise PacketError("bad_stamp", "stampData is empty", field=SPEC.cutout)
-            return prepare([alert.stamp(SPEC.stamp_kind)], self.model.prep, field=SPEC.cutout)
-        except PacketError as exc:
-            who = f"alert {alert.object_id} candid {alert.candid}: "
-            raise PacketError(exc.reason, who + exc.detail, field=SPEC.cutout) from exc

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from stampflow.classifiers.blend.spec import SPEC
 from stampflow.schemas.errors import PacketError
@@ -77,38 +77,6 @@ def _axis_centre_candidates(size: int) -> tuple[int, ...]:
     return tuple(sorted({min(nominal, size - 1), max(size - 1 - nominal, 0)}))
 
 
-def _window(stamp: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
-    """The (2*half+1)^2 window centred on (row, col), NaN where it leaves the stamp."""
-    side = 2 * half + 1
-    out = np.full((side, side), np.nan, dtype=np.float32)
-    r0, c0 = row - half, col - half
-    rs, cs = max(r0, 0), max(c0, 0)
-    re, ce = min(r0 + side, stamp.shape[0]), min(c0 + side, stamp.shape[1])
-    if rs < re and cs < ce:
-        out[rs - r0 : re - r0, cs - c0 : ce - c0] = stamp[rs:re, cs:ce]
-    return out
-
-
-def locate_and_crop(stamp: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Cut the ``crop`` x ``crop`` window centred on the source (see the module docstring)."""
-    stamp = np.asarray(stamp, dtype=np.float32)
-    sky = float(np.nanmedian(stamp))
-    filled = np.where(np.isfinite(stamp), stamp, sky).astype(np.float64)
-    best, best_flux = (stamp.shape[0] // 2, stamp.shape[1] // 2), -np.inf
-    for row in _axis_centre_candidates(stamp.shape[0]):
-        for col in _axis_centre_candidates(stamp.shape[1]):
-            flux = float(np.sum(_window(filled, row, col, 2)))
-            if flux > best_flux:
-                best, best_flux = (row, col), flux
-    row, col = best
-    if config.recentre_px:
-        near = _window(filled, row, col, config.recentre_px)
-        near = np.where(np.isfinite(near), near, -np.inf)
-        dr, dc = np.unravel_index(int(np.argmax(near)), near.shape)
-        row, col = row + int(dr) - config.recentre_px, col + int(dc) - config.recentre_px
-    return _window(stamp, row, col, config.crop // 2)
-
-
 def fill_nan(stamps: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """Replace NaN pixels of each stamp (n, h, w) by that stamp's sky level (n,)."""
     return np.where(np.isfinite(stamps), stamps, sky[:, None, None]).astype(np.float32)
@@ -132,6 +100,16 @@ class Prepared:
         return Prepared(self.crops[index], self.peak_snr[index], self.coverage[index])
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """``prepare_each``'s answer: the usable stamps prepared in one pass, and why each of
+    the others is unusable. ``kept`` holds the input index of each row of ``prepared``."""
+
+    prepared: Prepared
+    kept: np.ndarray  # (n_ok,) int, ascending
+    errors: dict[int, PacketError]  # input index -> why that stamp is unusable
+
+
 def prepare(
     stamps: Sequence[np.ndarray], config: PreprocessConfig, field: str = "stamp"
 ) -> Prepared:
@@ -140,37 +118,10 @@ def prepare(
     Raises ``PacketError(reason="bad_stamp")`` naming the index of a stamp with too few
     finite pixels to estimate its sky, so a caller can skip just that one.
     """
-    crops = np.empty((len(stamps), config.crop, config.crop), dtype=np.float32)
-    sky = np.empty(len(stamps), dtype=np.float32)
-    peak_snr = np.empty(len(stamps))
-    coverage = np.empty(len(stamps))
-    centre = slice(config.crop // 2 - 1, config.crop // 2 + 2)
-    for i, stamp in enumerate(stamps):
-        stamp = np.asarray(stamp, dtype=np.float32)
-        stamp = np.where(np.abs(stamp) < SPEC.fill_sentinel, stamp, np.nan)  # inf too
-        if stamp.ndim != 2 or min(stamp.shape) < SPEC.min_side:
-            side = SPEC.min_side
-            raise PacketError(
-                "bad_stamp",
-                f"stamp {i} has shape {stamp.shape}, need 2-D >= {side}x{side}",
-                field=field,
-            )
-        finite = np.isfinite(stamp)
-        if finite.sum() < SPEC.min_finite_fraction * stamp.size:
-            raise PacketError(
-                "bad_stamp", f"stamp {i} has only {int(finite.sum())} finite pixels", field=field
-            )
-        values = stamp[finite]
-        sky[i] = np.median(values)
-        noise = 1.4826 * float(np.median(np.abs(values - sky[i])))
-        crops[i] = locate_and_crop(stamp, config)
-        coverage[i] = float(np.isfinite(crops[i]).mean())
-        peak = float(np.nanmax(crops[i][centre, centre], initial=sky[i])) - float(sky[i])
-        peak_snr[i] = peak / noise if noise > 0 else 0.0  # a flat stamp shows no source
-    crops = fill_nan(crops, sky)
-    if config.orient:
-        crops = np.stack([orient(crop, float(s)) for crop, s in zip(crops, sky, strict=True)])
-    return Prepared(crops, peak_snr, coverage)
+    batch = prepare_each(stamps, config, field)
+    if batch.errors:
+        raise batch.errors[min(batch.errors)]
+    return batch.prepared
 
 
 def prepare_stamps(
@@ -180,26 +131,216 @@ def prepare_stamps(
     return prepare(stamps, config, field).crops
 
 
+def prepare_each(
+    stamps: Sequence[np.ndarray],
+    config: PreprocessConfig,
+    field: str = "stamp",
+    names: Sequence[str] | None = None,
+) -> PreparedBatch:
+    """``prepare`` for every usable stamp at once; each unusable one gets its ``PacketError``.
+
+    Vectorised: the stamps are laid on one NaN canvas (edge-cut ones in its top-left corner,
+    NaN being "off the stamp" already) and every step runs on the whole stack, the rotation
+    as one ``map_coordinates`` call. The arithmetic is the per-stamp code's, in the same
+    dtypes and summation order, so the results equal what the per-stamp code gave bit for
+    bit (tests/classifiers/blend/test_fast_paths.py keeps that code and checks). An error
+    names its stamp ``names[i]`` (default ``stamp i``).
+    """
+    names = [f"stamp {i}" for i in range(len(stamps))] if names is None else list(names)
+    arrays = [np.asarray(s, dtype=np.float32) for s in stamps]
+    errors: dict[int, PacketError] = {}
+    shaped = []
+    for i, a in enumerate(arrays):
+        if a.ndim != 2 or min(a.shape, default=0) < SPEC.min_side:
+            side = SPEC.min_side
+            errors[i] = PacketError(
+                "bad_stamp",
+                f"{names[i]} has shape {a.shape}, need 2-D >= {side}x{side}",
+                field=field,
+            )
+        else:
+            shaped.append(i)
+    index = np.asarray(shaped, dtype=int)
+    if len(index):
+        heights = np.array([arrays[i].shape[0] for i in shaped])
+        widths = np.array([arrays[i].shape[1] for i in shaped])
+        if (heights == heights[0]).all() and (widths == widths[0]).all():
+            canvas = np.stack([arrays[i] for i in shaped])
+        else:
+            canvas = np.full((len(index), heights.max(), widths.max()), np.nan, np.float32)
+            for k, i in enumerate(shaped):
+                canvas[k, : heights[k], : widths[k]] = arrays[i]
+        canvas = np.where(np.abs(canvas) < SPEC.fill_sentinel, canvas, np.nan)  # inf too
+        count = np.isfinite(canvas).reshape(len(index), -1).sum(axis=1)
+        good = count >= SPEC.min_finite_fraction * heights * widths
+        for i, c in zip(index[~good], count[~good], strict=True):
+            errors[int(i)] = PacketError(
+                "bad_stamp", f"{names[i]} has only {int(c)} finite pixels", field=field
+            )
+        index, canvas = index[good], canvas[good]
+        heights, widths, count = heights[good], widths[good], count[good]
+    if not len(index):
+        side = config.crop
+        empty = Prepared(np.empty((0, side, side), np.float32), np.empty(0), np.empty(0))
+        return PreparedBatch(empty, index, errors)
+    crops, sky, peak_snr, coverage = _crop_canvas(canvas, heights, widths, count, config)
+    crops = fill_nan(crops, sky)
+    if config.orient:
+        crops = orient_stack(crops, sky)
+    return PreparedBatch(Prepared(crops, peak_snr, coverage), index, errors)
+
+
+def _median_of_finite(flat: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Row-wise ``np.median`` of the finite values of (m, p) float32 rows, NaN elsewhere.
+
+    NaN sorts last, so row r's finite values are its first ``count[r]`` ordered ones; the
+    median is the mean of the two middle ones, in float32 as ``np.median`` computes it.
+    Rows with the most common count (all 63x63 stamps without a masked pixel) take one
+    ``np.partition``, the others a sort.
+    """
+    lo = np.empty(len(flat), dtype=np.float32)
+    hi = np.empty(len(flat), dtype=np.float32)
+    values, counts = np.unique(count, return_counts=True)
+    common = values[np.argmax(counts)]
+    same = count == common
+    k = int(common) // 2
+    part = np.partition(flat[same], k, axis=1)
+    hi[same] = part[:, k]
+    lo[same] = part[:, k] if common % 2 else part[:, :k].max(axis=1)
+    if not same.all():
+        ordered = np.sort(flat[~same], axis=1)
+        rows, c = np.arange(len(ordered)), count[~same]
+        lo[~same], hi[~same] = ordered[rows, (c - 1) // 2], ordered[rows, c // 2]
+    return (lo + hi) / np.float32(2)
+
+
+def _gather(stack: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int) -> np.ndarray:
+    """(m, 2*half+1, 2*half+1) windows of the stack centred on (rows, cols), contiguous,
+    NaN where they leave the stack."""
+    offsets = np.arange(-half, half + 1)
+    r = rows[:, None] + offsets
+    c = cols[:, None] + offsets
+    r_in = (r >= 0) & (r < stack.shape[1])
+    c_in = (c >= 0) & (c < stack.shape[2])
+    r, c = np.clip(r, 0, stack.shape[1] - 1), np.clip(c, 0, stack.shape[2] - 1)
+    out = stack[np.arange(len(stack))[:, None, None], r[:, :, None], c[:, None, :]]
+    if not (r_in.all() and c_in.all()):
+        out[~(r_in[:, :, None] & c_in[:, None, :])] = np.nan
+    return out
+
+
+def _axis_candidates(size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_axis_centre_candidates`` per stamp as (first, second); equal when there is one."""
+    nominal = FULL_STAMP // 2
+    a = np.where(size >= FULL_STAMP, size // 2, np.minimum(nominal, size - 1))
+    b = np.where(size >= FULL_STAMP, size // 2, np.maximum(size - 1 - nominal, 0))
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def _crop_canvas(
+    canvas: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+    count: np.ndarray,
+    config: PreprocessConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crops (NaN off stamp), sky, peak S/N and coverage of usable stamps laid in the
+    top-left corner of a NaN canvas (m, H, W), masked pixels already NaN."""
+    m = len(canvas)
+    flat = canvas.reshape(m, -1)
+    sky = _median_of_finite(flat, count)
+    noise = 1.4826 * _median_of_finite(np.abs(flat - sky[:, None]), count).astype(np.float64)
+    filled = np.where(np.isfinite(canvas), canvas, sky[:, None, None])
+    if canvas.shape[1:] != (heights.min(), widths.min()):
+        rr = np.arange(canvas.shape[1])[None, :, None]
+        cc = np.arange(canvas.shape[2])[None, None, :]
+        off_stamp = (rr >= heights[:, None, None]) | (cc >= widths[:, None, None])
+        filled[off_stamp] = np.nan
+    # The brightest 5x5 window of the sky-filled stamp among the candidate centres (float32
+    # sums in the candidates' order, the first maximum wins); one leaving the stamp is NaN
+    # and never wins, and without any the centre of the stamp stays.
+    best_row, best_col = heights // 2, widths // 2
+    best_flux = np.full(m, -np.inf)
+    for row in _axis_candidates(heights):
+        for col in _axis_candidates(widths):
+            flux = _gather(filled, row, col, 2).reshape(m, -1).sum(axis=1)
+            better = flux.astype(np.float64) > best_flux
+            best_row = np.where(better, row, best_row)
+            best_col = np.where(better, col, best_col)
+            best_flux = np.where(better, flux, best_flux)
+    rows, cols = best_row, best_col
+    if config.recentre_px:
+        near = _gather(filled, rows, cols, config.recentre_px).reshape(m, -1)
+        near = np.where(np.isfinite(near), near, -np.inf)
+        dr, dc = np.divmod(np.argmax(near, axis=1), 2 * config.recentre_px + 1)
+        rows, cols = rows + dr - config.recentre_px, cols + dc - config.recentre_px
+    half = config.crop // 2
+    crops = _gather(canvas, rows, cols, half)
+    coverage = np.isfinite(crops).reshape(m, -1).mean(axis=1)
+    centre = crops[:, half - 1 : half + 2, half - 1 : half + 2].reshape(m, -1)
+    peak_value = np.maximum(np.where(np.isnan(centre), -np.inf, centre).max(axis=1), sky)
+    peak = peak_value.astype(np.float64) - sky.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak_snr = np.where(noise > 0, peak / noise, 0.0)  # a flat stamp shows no source
+    return crops, sky, peak_snr, coverage
+
+
 def orient(crop: np.ndarray, sky: float) -> np.ndarray:
-    """Rotate a crop so its light's major axis is along x, then flip the brighter half right/up.
+    """Rotate a crop so its light's major axis is along x, then flip the brighter half right/up
+    (one crop; ``orient_stack`` does a stack at once)."""
+    crop = np.asarray(crop, dtype=np.float32)
+    return orient_stack(crop[None], np.array([sky], dtype=np.float32))[0]
+
+
+def orient_stack(crops: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """Rotate each crop (n, s, s) so its light's major axis is along x, then flip the
+    brighter half right/up.
 
     The angle comes from second moments of the square-root of the sky-subtracted light
     (relative to the peak), which lifts a faint companion above the PSF's own ellipticity.
+    The rotation is ``ndimage.rotate(crop, angle, reshape=False, order=1, mode="constant",
+    cval=sky)`` per crop, done as one ``map_coordinates`` over the stack: the same sampling
+    coordinates, the stack index as an exact integer coordinate, NaN as the constant so each
+    crop's own sky can replace it afterwards.
     """
-    side = crop.shape[0]
-    light = np.clip((crop - sky) / max(float(crop.max()) - sky, 1e-12), 0.0, 1.0) ** 0.5
-    yy, xx = np.mgrid[:side, :side] - side // 2
-    w = light * (xx**2 + yy**2 <= (side // 2) ** 2)
-    total = max(float(w.sum()), 1e-12)
-    ixx, iyy, ixy = (w * xx * xx).sum() / total, (w * yy * yy).sum() / total, (w * xx * yy).sum()
+    n, side = len(crops), crops.shape[1]
+    half = side // 2
+    crops = np.asarray(crops, dtype=np.float32)
+    sky = np.asarray(sky, dtype=np.float32)
+    flat = crops.reshape(n, -1)
+    span = np.maximum(flat.max(axis=1).astype(np.float64) - sky.astype(np.float64), 1e-12)
+    light = (flat - sky[:, None]) / span.astype(np.float32)[:, None]
+    light = np.clip(light, 0.0, 1.0) ** 0.5
+    yy, xx = np.mgrid[:side, :side] - half
+    xx, yy = xx.ravel(), yy.ravel()
+    w = light * (xx**2 + yy**2 <= half**2)
+    total = np.maximum(w.sum(axis=1).astype(np.float64), 1e-12)
+    ixx = (w * xx * xx).sum(axis=1) / total
+    iyy = (w * yy * yy).sum(axis=1) / total
+    ixy = (w * xx * yy).sum(axis=1)
     angle = 0.5 * np.degrees(np.arctan2(2.0 * ixy / total, ixx - iyy))
-    # ndimage.rotate turns the array by +angle in (row, col) display terms; undo the tilt.
-    turned = ndimage.rotate(crop, angle, reshape=False, order=1, mode="constant", cval=sky)
-    light = turned - sky
-    if light[:, side // 2 + 1 :].sum() < light[:, : side // 2].sum():
-        turned = turned[:, ::-1]
-    if light[side // 2 + 1 :, :].sum() < light[: side // 2, :].sum():
-        turned = turned[::-1, :]
+    # ndimage.rotate's affine map: input = R @ output + offset, R = [[c, s], [-s, c]].
+    c, s = special.cosdg(angle), special.sindg(angle)
+    centre = (side - 1) / 2
+    off_r = centre - (c * centre + s * centre)
+    off_c = centre - (-s * centre + c * centre)
+    i = np.arange(side, dtype=np.float64)[None, :, None]
+    j = np.arange(side, dtype=np.float64)[None, None, :]
+    coords = np.empty((3, n, side, side))
+    coords[0] = np.arange(n, dtype=np.float64)[:, None, None]
+    coords[1] = (c[:, None, None] * i + s[:, None, None] * j) + off_r[:, None, None]
+    coords[2] = (-s[:, None, None] * i + c[:, None, None] * j) + off_c[:, None, None]
+    turned = ndimage.map_coordinates(
+        crops, coords, output=np.float32, order=1, mode="constant", cval=np.nan, prefilter=False
+    )
+    turned = np.where(np.isnan(turned), sky[:, None, None], turned)
+    light = turned - sky[:, None, None]
+    right = np.ascontiguousarray(light[:, :, half + 1 :]).reshape(n, -1).sum(axis=1)
+    left = np.ascontiguousarray(light[:, :, :half]).reshape(n, -1).sum(axis=1)
+    top = np.ascontiguousarray(light[:, half + 1 :, :]).reshape(n, -1).sum(axis=1)
+    bottom = np.ascontiguousarray(light[:, :half, :]).reshape(n, -1).sum(axis=1)
+    turned[right < left] = turned[right < left, :, ::-1]
+    turned[top < bottom] = turned[top < bottom, ::-1, :]
     return np.ascontiguousarray(turned, dtype=np.float32)
 
 
