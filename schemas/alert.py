@@ -8,6 +8,7 @@ import numpy as np
 
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.stamps import decode_stamp
+from stampflow.schemas.survey import PIXEL_SCALE, Cutout, SurveyAlert
 from stampflow.schemas.writer_schema import WriterSchema
 
 STAMP_FIELDS = {
@@ -16,6 +17,8 @@ STAMP_FIELDS = {
     "difference": "cutoutDifference",
 }
 MULTIBAND_FIELD = "cutoutMultiband"
+ZTF_BANDS = {1: "g", 2: "r", 3: "i"}  # candidate.fid
+JD_MINUS_MJD = 2400000.5
 
 
 class MultibandCutout:
@@ -66,17 +69,21 @@ class Alert:
 
     ``record`` is the record as decoded (stamps still compressed); ``record_bytes`` its
     encoding under ``writer_schema``, which the encoder copies into the output unchanged;
-    ``raw`` is the whole packet the record came from (kept for dead letters).
+    ``raw`` is the whole packet the record came from (kept for dead letters); ``view`` the
+    survey-neutral ``SurveyAlert``.
     """
 
+    survey = "ztf"
     __slots__ = (
         "raw",
         "record",
         "record_bytes",
         "writer_schema",
+        "schema_id",
         "_stamps",
         "_multiband",
         "_multiband_read",
+        "_view",
     )
 
     def __init__(
@@ -85,14 +92,17 @@ class Alert:
         record: dict[str, Any],
         writer_schema: WriterSchema,
         record_bytes: bytes | None = None,
+        schema_id: int | None = None,
     ) -> None:
         self.raw = raw
         self.record = record
         self.record_bytes = record_bytes
         self.writer_schema = writer_schema
+        self.schema_id = schema_id  # the wire format's registry id; None from a container
         self._stamps: dict[str, np.ndarray] = {}
         self._multiband: MultibandCutout | None = None
         self._multiband_read = False
+        self._view: SurveyAlert | None = None
 
     @property
     def schema_version(self) -> str | None:
@@ -168,6 +178,40 @@ class Alert:
             self._multiband = MultibandCutout(value) if value else None
             self._multiband_read = True
         return self._multiband
+
+    @property
+    def view(self) -> SurveyAlert:
+        """The survey-neutral fields; its cutouts share this alert's decoded stamps."""
+        if self._view is None:
+            candidate = self.candidate
+            cutouts = {
+                which: Cutout(
+                    which,
+                    field,
+                    bytes(self.record[field]["stampData"]),
+                    default_pixel_scale=PIXEL_SCALE["ztf"],
+                    pixels=lambda which=which: self.stamp(which),
+                )
+                for which, field in STAMP_FIELDS.items()
+                if self.has_stamp(which)
+            }
+            self._view = SurveyAlert(
+                survey="ztf",
+                schema_version=self.schema_version,
+                alert_id=self.candid,
+                object_id=self.object_id,
+                ra=self.ra,
+                dec=self.dec,
+                mjd=self.jd - JD_MINUS_MJD,
+                band=ZTF_BANDS.get(self.fid),
+                magnitude=self.magpsf,
+                magnitude_err=candidate.get("sigmapsf"),
+                flux=None,
+                flux_err=None,
+                cutouts=cutouts,
+                record=self.record,
+            )
+        return self._view
 
     def __repr__(self) -> str:
         return f"Alert(objectId={self.object_id!r}, candid={self.candid})"

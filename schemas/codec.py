@@ -1,12 +1,16 @@
-"""Packet bytes to ``Alert`` objects.
+"""Packet bytes to ``Alert`` (ZTF) and ``RubinAlert`` objects.
 
 Two framings are read:
 
-* Avro object container files (ZTF, and brokers re-writing ZTF packets): the header is read
-  here, the writer schema parsed once per distinct schema (cached by its bytes), and each
-  record of each block decoded with fastavro's ``schemaless_reader``;
-* the Confluent wire format (magic byte 0, 4-byte big-endian schema id, one record), given a
-  ``registry`` mapping schema ids to schemas.
+* Avro object container files (ZTF, and brokers re-writing ZTF packets; Rubin's sample
+  files): the header is read here, the writer schema parsed once per distinct schema (cached
+  by its bytes), and each record of each block decoded with fastavro's ``schemaless_reader``;
+* the Confluent wire format (Rubin; magic byte 0, 4-byte big-endian schema id, one record),
+  given a ``registry``: a ``registry.SchemaRegistry`` (``LocalSchemas``, ``RemoteRegistry``)
+  or any mapping of schema ids to schemas.
+
+The writer schema's record name says the survey (``writer_schema``), and so which of the two
+alert classes the record becomes; both have ``view``, the survey-neutral ``SurveyAlert``.
 
 Everything that goes wrong becomes one ``PacketError`` with a stable ``reason``:
 
@@ -16,14 +20,18 @@ no_container_header  no ``Obj\\x01`` magic (e.g. bare Avro records of the 2017 p
 truncated            the bytes end inside the header, a block, or a record
 corrupt              broken header, block shape, sync marker, compression, or record bytes
 unsupported_codec    a container codec other than null, deflate and snappy
-unknown_schema       the writer schema is not a ZTF alert (e.g. ``atlas.alert``)
+unknown_schema       the writer schema is neither a ZTF nor a Rubin alert (``atlas.alert``)
 no_records           a container header with no records after it
 unknown_schema_id    wire format: the schema id is not in the registry
 missing_field        a record lacks objectId, candid or a candidate field the daemon needs
-                     (also ``Alert.stamp`` for a stamp the packet does not carry)
+                     (Rubin: alertId/diaSourceId, diaSource.ra, .dec, .midpointMjdTai);
+                     also ``Alert.stamp`` for a stamp the packet does not carry
 unsupported_stamp    JPEG stamps (2017 prototype packets)
 bad_stamp            a stamp that is not valid gzip FITS (raised lazily by ``Alert.stamp``)
 ==================== =====================================================================
+
+A ``RemoteRegistry`` that cannot be reached raises ``registry.RegistryUnavailable`` instead:
+not a bad packet, so not a dead letter; retry it.
 """
 
 from __future__ import annotations
@@ -39,11 +47,16 @@ from stampflow.schemas import writer_schema
 from stampflow.schemas.alert import STAMP_FIELDS, Alert
 from stampflow.schemas.container import MAGIC, iter_blocks, read_header
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.registry import SchemaRegistry, unknown_schema_id
+from stampflow.schemas.rubin import RubinAlert, make_rubin_alert
 from stampflow.schemas.stamps import JPEG_MAGIC
+from stampflow.schemas.wire import WIRE_HEADER, WIRE_MAGIC
 from stampflow.schemas.writer_schema import WriterSchema
 
-WIRE_MAGIC = 0
-WIRE_HEADER = 5
+__all__ = ["WIRE_HEADER", "WIRE_MAGIC", "AnyAlert", "Decoded", "decode_alert", "decode_packet"]
+
+AnyAlert = Alert | RubinAlert
+Registry = SchemaRegistry | Mapping[int, Any]
 REQUIRED_CANDIDATE = ("jd", "fid", "ra", "dec", "magpsf")
 
 
@@ -51,16 +64,17 @@ REQUIRED_CANDIDATE = ("jd", "fid", "ra", "dec", "magpsf")
 class Decoded:
     """The alerts a packet yielded, and the error that stopped decoding the rest (if any)."""
 
-    alerts: list[Alert]
+    alerts: list[AnyAlert]
     error: PacketError | None = field(default=None)
 
 
-def decode_packet(data: bytes, *, registry: Mapping[int, Any] | None = None) -> Decoded:
+def decode_packet(data: bytes, *, registry: Registry | None = None) -> Decoded:
     """Decode every alert in one packet.
 
     Raises PacketError when nothing usable decodes; when some records decode and the rest
     of the packet is broken (e.g. a corrupt tail) returns those alerts with ``error`` set.
-    ``registry`` (schema id -> schema dict or JSON) enables the Confluent wire format.
+    ``registry`` (a ``SchemaRegistry``, or a mapping of schema id to schema dict or JSON)
+    enables the Confluent wire format.
     """
     data = bytes(data)
     if not data:
@@ -70,15 +84,15 @@ def decode_packet(data: bytes, *, registry: Mapping[int, Any] | None = None) -> 
     return _decode_container(data)
 
 
-def decode_alert(data: bytes) -> Alert:
+def decode_alert(data: bytes, *, registry: Registry | None = None) -> AnyAlert:
     """The first alert of a packet; PacketError when there is none."""
-    return decode_packet(data).alerts[0]
+    return decode_packet(data, registry=registry).alerts[0]
 
 
 def _decode_container(data: bytes) -> Decoded:
     header = read_header(data)
     schema = writer_schema.from_json_bytes(header.schema_bytes)
-    alerts: list[Alert] = []
+    alerts: list[AnyAlert] = []
     try:
         for block_index, block in enumerate(iter_blocks(data, header)):
             stream = io.BytesIO(block.data)
@@ -108,13 +122,16 @@ def _decode_container(data: bytes) -> Decoded:
 _wire_schemas: dict[int, tuple[Any, WriterSchema]] = {}
 
 
-def _decode_wire(data: bytes, registry: Mapping[int, Any]) -> Alert:
+def _decode_wire(data: bytes, registry: Registry) -> AnyAlert:
     if len(data) <= WIRE_HEADER:
         raise PacketError("truncated", f"wire-format message of {len(data)} bytes has no record")
     schema_id = int.from_bytes(data[1:WIRE_HEADER], "big")
-    given = registry.get(schema_id)
-    if given is None:
-        raise PacketError("unknown_schema_id", f"schema id {schema_id} is not in the registry")
+    if isinstance(registry, Mapping):
+        given = registry.get(schema_id)
+        if given is None:
+            raise unknown_schema_id(schema_id)
+    else:
+        given = registry.lookup(schema_id)
     cached = _wire_schemas.get(schema_id)
     if cached is None or cached[0] is not given:
         cached = _wire_schemas[schema_id] = (given, writer_schema.from_registry(given))
@@ -125,7 +142,7 @@ def _decode_wire(data: bytes, registry: Mapping[int, Any]) -> Alert:
     left = len(data) - WIRE_HEADER - stream.tell()
     if left:
         raise PacketError("corrupt", f"{left} bytes after the {where}")
-    return _make_alert(data, record, data[WIRE_HEADER:], schema, where)
+    return _make_alert(data, record, data[WIRE_HEADER:], schema, where, schema_id)
 
 
 def _read_record(stream: io.BytesIO, schema: WriterSchema, where: str) -> dict[str, Any]:
@@ -138,8 +155,15 @@ def _read_record(stream: io.BytesIO, schema: WriterSchema, where: str) -> dict[s
 
 
 def _make_alert(
-    raw: bytes, record: dict[str, Any], record_bytes: bytes, schema: WriterSchema, where: str
-) -> Alert:
+    raw: bytes,
+    record: dict[str, Any],
+    record_bytes: bytes,
+    schema: WriterSchema,
+    where: str,
+    schema_id: int | None = None,
+) -> AnyAlert:
+    if schema.survey == "rubin":
+        return make_rubin_alert(raw, record, record_bytes, schema, where, schema_id)
     for field_name in STAMP_FIELDS.values():
         cutout = record.get(field_name)
         blob = cutout.get("stampData") if isinstance(cutout, dict) else None
@@ -164,4 +188,4 @@ def _make_alert(
                 f"{where} has no numeric candidate.{name}",
                 field=f"candidate.{name}",
             )
-    return Alert(raw, record, schema, record_bytes)
+    return Alert(raw, record, schema, record_bytes, schema_id)

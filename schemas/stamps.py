@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,6 +73,78 @@ def _gunzip(data: bytes, field: str) -> bytes:
 
 def _parse_fits(fits: bytes, field: str) -> np.ndarray:
     cards, end_of_header = _read_header(fits, field)
+    return _image(fits, cards, end_of_header, field)
+
+
+@dataclass(frozen=True, slots=True)
+class FitsImage:
+    """The first 2-D image of a FITS file: its pixels and its header."""
+
+    pixels: np.ndarray  # float32, native byte order, NaN kept
+    cards: dict[str, str]  # ``KEY = value`` cards of the image's header (first occurrence wins)
+    header: bytes  # that header as written, for astropy (``fits.Header.fromstring``)
+
+
+def decode_fits_image(data: bytes, field: str) -> FitsImage:
+    """Decode a (gzip or plain) FITS file of several HDUs, as Rubin writes its cutouts.
+
+    The image is the primary HDU's, or the first extension's when the primary holds no data
+    (``NAXIS = 0``); later HDUs (Rubin's mask and variance planes) are not read. Errors as
+    ``decode_stamp``'s.
+    """
+    kind = sniff_format(data)
+    if kind == "jpeg":
+        raise PacketError("unsupported_stamp", "JPEG cutout; FITS expected", field=field)
+    if kind == "gzip":
+        fits = _gunzip(data, field)
+    elif kind == "fits":
+        fits = data
+    else:
+        raise PacketError("bad_stamp", "neither gzip-compressed nor plain FITS", field=field)
+    cards, end_of_header = _read_header(fits, field)
+    start = 0
+    if _int_card(cards, "NAXIS", field) == 0:
+        start = end_of_header
+        cards, end_of_header = _read_header(fits, field, start, first=b"XTENSION=")
+        if cards.get("XTENSION", "").strip("' ") != "IMAGE":
+            raise PacketError(
+                "bad_stamp",
+                f"empty primary HDU followed by a {cards.get('XTENSION')} extension, "
+                "an IMAGE expected",
+                field=field,
+            )
+    pixels = _image(fits, cards, end_of_header, field)
+    return FitsImage(pixels, cards, fits[start:end_of_header])
+
+
+def pixel_scale_arcsec(cards: dict[str, str]) -> float | None:
+    """Pixel scale [arcsec/px] from a celestial WCS's CD (or PC + CDELT) matrix, else None.
+
+    The square root of the matrix's determinant: the mean scale for a non-square pixel.
+    """
+    if "CTYPE1" not in cards or "CTYPE2" not in cards:
+        return None
+
+    def number(key: str, default: float) -> float:
+        try:
+            return float(cards[key].replace("D", "E")) if key in cards else default
+        except ValueError:
+            return default
+
+    elements = ((1, 1), (1, 2), (2, 1), (2, 2))
+    if any(f"CD{i}_{j}" in cards for i, j in elements):
+        m11, m12, m21, m22 = (number(f"CD{i}_{j}", 0.0) for i, j in elements)
+    elif "CDELT1" in cards and "CDELT2" in cards:
+        p11, p12, p21, p22 = (number(f"PC{i}_{j}", float(i == j)) for i, j in elements)
+        d1, d2 = number("CDELT1", 0.0), number("CDELT2", 0.0)
+        m11, m12, m21, m22 = d1 * p11, d1 * p12, d2 * p21, d2 * p22
+    else:
+        return None
+    scale = abs(m11 * m22 - m12 * m21) ** 0.5 * 3600.0
+    return scale if scale > 0 else None
+
+
+def _image(fits: bytes, cards: dict[str, str], end_of_header: int, field: str) -> np.ndarray:
     bitpix = _int_card(cards, "BITPIX", field)
     if bitpix not in _DTYPES:
         raise PacketError("bad_stamp", f"unsupported BITPIX {bitpix}", field=field)
@@ -104,13 +177,21 @@ def _parse_fits(fits: bytes, field: str) -> np.ndarray:
     return pixels
 
 
-def _read_header(fits: bytes, field: str) -> tuple[dict[str, str], int]:
-    """The header's ``KEY = value`` cards (first occurrence wins) and where the data starts."""
-    if not fits.startswith(b"SIMPLE  ="):
-        raise PacketError("bad_stamp", "not a FITS file (no SIMPLE card)", field=field)
+def _read_header(
+    fits: bytes, field: str, offset: int = 0, first: bytes = b"SIMPLE  ="
+) -> tuple[dict[str, str], int]:
+    """The header's ``KEY = value`` cards (first occurrence wins) and where the data starts.
+
+    ``offset`` is where the header begins: 0 for the primary HDU, later for an extension,
+    whose first card is ``first`` (``XTENSION=``).
+    """
+    if not fits.startswith(first, offset):
+        if offset == 0:
+            raise PacketError("bad_stamp", "not a FITS file (no SIMPLE card)", field=field)
+        raise PacketError("bad_stamp", "no FITS extension after the primary HDU", field=field)
     cards: dict[str, str] = {}
     for block in range(MAX_HEADER_BLOCKS):
-        start = block * BLOCK
+        start = offset + block * BLOCK
         chunk = fits[start : start + BLOCK]
         if len(chunk) < BLOCK:
             raise PacketError("bad_stamp", "FITS header is truncated", field=field)

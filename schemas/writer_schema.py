@@ -1,9 +1,14 @@
-"""Writer schemas: parsed once per distinct schema and cached, and recognised as ZTF alerts."""
+"""Writer schemas: parsed once per distinct schema and cached, and recognised as a survey's alerts.
+
+Two surveys are known: ZTF (``ztf.alert``, or ``topLevelRecord`` as Spark-based brokers
+re-write it) and Rubin (``lsst.vM_m.alert``, one record name per schema version).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -14,6 +19,8 @@ from stampflow.schemas.errors import PacketError
 
 # ZTF's own schema, and the record name Spark-based brokers give it when they re-write packets.
 ZTF_RECORD_NAMES = frozenset({"ztf.alert", "topLevelRecord"})
+# Rubin's alert record, e.g. ``lsst.v7_1.alert`` for schema version 7.1.
+RUBIN_RECORD_NAME = re.compile(r"lsst\.v(\d+)_(\d+)\.alert")
 # Distinct schemas kept parsed (~130 KB each); real streams carry a handful, and hostile
 # input must not grow memory without bound.
 CACHE_SIZE = 64
@@ -27,7 +34,8 @@ class WriterSchema:
     parsed: Any  # fastavro's parsed schema, fed to schemaless_reader
     fingerprint: str  # sha256 of the schema JSON as written: one per distinct schema
     fullname: str
-    version: str | None  # the schema's own "version" attribute, when it has one
+    version: str | None  # the schema's own "version" attribute (Rubin: from the name, "7.1")
+    survey: str = "ztf"  # "ztf" or "rubin"
 
 
 def full_name(schema: dict[str, Any]) -> str:
@@ -59,10 +67,12 @@ def _build(schema: Any, fingerprint: str) -> WriterSchema:
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise PacketError("unknown_schema", "writer schema is not an Avro record")
     name = full_name(schema)
-    if name not in ZTF_RECORD_NAMES:
+    rubin = RUBIN_RECORD_NAME.fullmatch(name)
+    if name not in ZTF_RECORD_NAMES and rubin is None:
         raise PacketError(
             "unknown_schema",
-            f"writer schema is {name!r}, not a ZTF alert ({', '.join(sorted(ZTF_RECORD_NAMES))})",
+            f"writer schema is {name!r}, not a ZTF alert "
+            f"({', '.join(sorted(ZTF_RECORD_NAMES))}) nor a Rubin one (lsst.vM_m.alert)",
         )
     try:
         parsed = fastavro.parse_schema(schema)
@@ -79,6 +89,9 @@ def _build(schema: Any, fingerprint: str) -> WriterSchema:
             "would make decoding loop for ever",
             field="avro.schema",
         )
+    if rubin is not None:
+        version = f"{int(rubin[1])}.{int(rubin[2])}"
+        return WriterSchema(schema, parsed, fingerprint, name, version, "rubin")
     version = schema.get("version")
     return WriterSchema(schema, parsed, fingerprint, name, str(version) if version else None)
 

@@ -1,0 +1,258 @@
+"""Where wire-format messages' writer schemas come from: a schema registry, by schema id.
+
+``SchemaRegistry`` is what ``codec.decode_packet(data, registry=...)`` asks; two kinds:
+
+* ``LocalSchemas``: offline, a fixed set of schemas by id: ``LocalSchemas.rubin()`` holds
+  every Rubin alert schema ``lsst-alert-packet`` ships (7.0 and later, id major*100+minor,
+  e.g. 701 for 7.1, in the parsing canonical form Rubin registers), ``from_directory`` reads
+  ``<id>.avsc`` files;
+* ``RemoteRegistry``: a Confluent-compatible registry server through confluent-kafka's
+  ``SchemaRegistryClient`` (url and auth settings passed through), cached by id.
+
+An id the registry does not have is ``PacketError("unknown_schema_id")`` (dead-letter the
+message); a registry that cannot answer is ``RegistryUnavailable`` (retry later: the message
+is fine).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from stampflow.schemas.errors import PacketError
+
+RUBIN_MIN_MAJOR = 7  # the first version with the alert layout the daemon reads
+RUBIN_SUBJECT = "alert-packet"  # the subject Rubin registers every version under
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be asked (down, timeout, auth refused, server error)."""
+
+
+@runtime_checkable
+class SchemaRegistry(Protocol):
+    """Schema id to the writer schema (its JSON text, or the parsed dict)."""
+
+    def lookup(self, schema_id: int) -> str | dict[str, Any]:
+        """The schema for ``schema_id``.
+
+        Raises ``PacketError`` ``unknown_schema_id`` when the registry has no such id and
+        ``RegistryUnavailable`` when it cannot be asked.
+        """
+        ...
+
+
+def unknown_schema_id(schema_id: int, where: str = "the registry") -> PacketError:
+    return PacketError("unknown_schema_id", f"schema id {schema_id} is not in {where}")
+
+
+def rubin_schema_id(version: str) -> int:
+    """Rubin's registry id of a schema version: ``"7.1"`` -> 701, ``"11.0"`` -> 1100."""
+    major, _, minor = version.partition(".")
+    if not (major.isdigit() and minor.isdigit() and int(minor) < 100):
+        raise ValueError(f"a Rubin schema version is MAJOR.MINOR, got {version!r}")
+    return int(major) * 100 + int(minor)
+
+
+class LocalSchemas(Mapping[int, str]):
+    """A fixed set of schemas by id, held as JSON text; also a read-only mapping."""
+
+    def __init__(self, schemas: Mapping[int, str | dict[str, Any]], where: str = "") -> None:
+        self._schemas = {
+            int(schema_id): schema if isinstance(schema, str) else json.dumps(schema)
+            for schema_id, schema in schemas.items()
+        }
+        self.where = where or f"the local schemas ({len(self._schemas)} ids)"
+
+    def lookup(self, schema_id: int) -> str:
+        schema = self._schemas.get(schema_id)
+        if schema is None:
+            raise unknown_schema_id(schema_id, self.where)
+        return schema
+
+    def __getitem__(self, schema_id: int) -> str:
+        return self._schemas[schema_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._schemas)
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    @classmethod
+    def rubin(cls) -> LocalSchemas:
+        """Every Rubin alert schema (7.0 and later) that the installed lsst-alert-packet ships."""
+        return _rubin_schemas()
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> LocalSchemas:
+        """``<id>.avsc`` (or ``<id>.json``) files, one schema each, e.g. ``701.avsc``."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"schema directory {folder} does not exist")
+        schemas: dict[int, str] = {}
+        for file in sorted(folder.iterdir()):
+            if file.suffix in (".avsc", ".json") and file.stem.isdigit():
+                text = file.read_text(encoding="utf-8")
+                json.loads(text)  # a broken file fails here, at start-up, naming itself
+                schemas[int(file.stem)] = text
+        if not schemas:
+            raise ValueError(f"no <id>.avsc schema files in {folder}")
+        return cls(schemas, f"the schema directory {folder}")
+
+    def write_directory(self, path: str | Path) -> list[Path]:
+        """Write every schema as ``<id>.avsc`` (what ``from_directory`` reads back)."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for schema_id, text in sorted(self._schemas.items()):
+            file = folder / f"{schema_id}.avsc"
+            file.write_text(text + "\n", encoding="utf-8")
+            written.append(file)
+        return written
+
+
+def lsst_schema_root() -> Path:
+    """The ``schema/`` folder of the installed lsst-alert-packet (``<major>/<minor>/...``).
+
+    Found without importing the package (which pulls in lsst.resources and more).
+    """
+    try:
+        spec = importlib.util.find_spec("lsst.alert.packet")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "lsst-alert-packet is not installed: it ships Rubin's alert schemas "
+            "(pip install lsst-alert-packet)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "schema"
+
+
+def rubin_versions(root: Path | None = None) -> dict[str, Path]:
+    """Version ("7.1") to its primary schema file, for each version 7.0+ in ``root``."""
+    root = lsst_schema_root() if root is None else root
+    versions: dict[str, Path] = {}
+    for primary in root.glob("*/*/lsst.v*_*.alert.avsc"):
+        found = re.fullmatch(r"lsst\.v(\d+)_(\d+)\.alert\.avsc", primary.name)
+        if found and int(found[1]) >= RUBIN_MIN_MAJOR:
+            versions[f"{int(found[1])}.{int(found[2])}"] = primary
+    return dict(sorted(versions.items(), key=lambda item: rubin_schema_id(item[0])))
+
+
+@cache
+def _rubin_schemas() -> LocalSchemas:
+    from fastavro.schema import load_schema, to_parsing_canonical_form
+
+    root = lsst_schema_root()
+    schemas = {}
+    for version, primary in rubin_versions(root).items():
+        # load_schema resolves the references to lsst.vM_m.diaSource etc. from the files
+        # beside it; the canonical form is what Rubin registers (scripts in the package).
+        schemas[rubin_schema_id(version)] = to_parsing_canonical_form(
+            load_schema(str(primary), _write_hint=False)
+        )
+    if not schemas:
+        raise RuntimeError(f"no Rubin alert schemas (7.0 or later) under {root}")
+    return LocalSchemas(schemas, "the Rubin schemas of lsst-alert-packet")
+
+
+class RemoteRegistry:
+    """A Confluent-compatible schema registry (Confluent, Apicurio's ccompat API, Karapace).
+
+    ``config`` is passed to confluent-kafka's ``SchemaRegistryClient`` as it is, e.g.
+    ``{"basic.auth.user.info": "user:secret", "ssl.ca.location": "...", "timeout": 10}``.
+    Schemas are immutable once registered, so every schema fetched is kept for good;
+    unknown ids are remembered for ``unknown_ttl_s`` so a flood of them does not become a
+    flood of requests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        unknown_ttl_s: float = 30.0,
+        client: Any = None,
+    ) -> None:
+        self.url = url
+        if client is None:
+            try:
+                from confluent_kafka.schema_registry import SchemaRegistryClient
+            except ImportError as exc:
+                raise RuntimeError(
+                    "the schema registry client needs confluent-kafka's schemaregistry extra "
+                    f"(pip install 'confluent-kafka[schemaregistry]'): {exc}"
+                ) from exc
+            client = SchemaRegistryClient({**dict(config or {}), "url": url})
+        self.client = client
+        self.unknown_ttl_s = unknown_ttl_s
+        self._schemas: dict[int, str] = {}
+        self._unknown: dict[int, float] = {}  # id -> monotonic time it was found missing
+        self._lock = threading.Lock()
+
+    def lookup(self, schema_id: int) -> str:
+        schema = self._schemas.get(schema_id)
+        if schema is not None:
+            return schema
+        with self._lock:
+            schema = self._schemas.get(schema_id)
+            if schema is not None:
+                return schema
+            missing_since = self._unknown.get(schema_id)
+            if missing_since is not None and time.monotonic() - missing_since < self.unknown_ttl_s:
+                raise unknown_schema_id(schema_id, f"the registry at {self.url}")
+            schema = self._fetch(schema_id)
+            self._unknown.pop(schema_id, None)
+            self._schemas[schema_id] = schema
+            return schema
+
+    def _fetch(self, schema_id: int) -> str:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            found = self.client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                if len(self._unknown) > 10_000:  # hostile ids must not grow memory
+                    self._unknown.clear()
+                self._unknown[schema_id] = time.monotonic()
+                raise unknown_schema_id(schema_id, f"the registry at {self.url}") from exc
+            raise RegistryUnavailable(
+                f"schema registry {self.url} answered HTTP {exc.http_status_code} for schema "
+                f"id {schema_id}: {exc.error_message}"
+            ) from exc
+        except Exception as exc:  # connection refused, timeout, TLS: whatever httpx raises
+            raise RegistryUnavailable(
+                f"schema registry {self.url} unreachable for schema id {schema_id}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        kind = (found.schema_type or "AVRO").upper()
+        if kind != "AVRO":
+            raise PacketError(
+                "unknown_schema", f"schema id {schema_id} is a {kind} schema, not Avro"
+            )
+        return found.schema_str
+
+    def register(self, subject: str, schema: str | dict[str, Any]) -> int:
+        """Register ``schema`` under ``subject`` (idempotent) and return its id."""
+        from confluent_kafka.schema_registry import Schema
+
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        try:
+            schema_id = self.client.register_schema(subject, Schema(text, "AVRO"))
+        except Exception as exc:
+            raise RegistryUnavailable(
+                f"schema registry {self.url} refused to register {subject}: {exc}"
+            ) from exc
+        with self._lock:
+            self._schemas.setdefault(schema_id, text)
+            self._unknown.pop(schema_id, None)
+        return schema_id
