@@ -1,10 +1,12 @@
 """Model bundles on disk: plain arrays in safetensors plus a typed JSON manifest. No pickle.
 
-A bundle is a directory holding ``weights.safetensors`` and ``manifest.json``. Every model's
-manifest has the same layout::
+A bundle is a directory holding ``weights.safetensors`` and ``manifest.json``, and for a
+network served by ONNX Runtime its graph, ``model.onnx``. Every model's manifest has the same
+layout::
 
     {"format": 1, "name": "blend", "version": "1.0.0",
      "weights": "weights.safetensors", "sha256": "<of the weights file>",
+     "onnx": "model.onnx", "onnx_sha256": "<of the ONNX file>",  # only in bundles with one
      "serving":  {"spec": {...}, ...},   # what predict needs: the model's typed serving settings
      "training": {...},                  # the training config that produced it (provenance)
      "metrics":  {...}}                  # what that run measured
@@ -13,13 +15,15 @@ manifest has the same layout::
 the model's ``ClassifierSpec``); every problem (a missing directory or file, bad JSON, a
 missing or mistyped key, a checksum or model-name mismatch, a missing array, a spec whose
 input contract differs from the code's) is one ``BundleError`` line naming the file and key.
+Bundles saved before ONNX export have no ``onnx`` key and still load (``Bundle.onnx_path``
+is None); a plugin that serves the ONNX graph refuses them in one line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +36,7 @@ from stampflow.classifiers.typed import TypedError, from_dict, to_dict
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
+ONNX = "model.onnx"
 FORMAT = 1
 
 S = TypeVar("S")
@@ -51,14 +56,19 @@ class Manifest:
     metrics: dict[str, Any]
     weights: str = WEIGHTS
     format: int = FORMAT
+    onnx: str | None = None  # the network's ONNX graph, for models served by ONNX Runtime
+    onnx_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.format != FORMAT:
             raise ValueError(
                 f"format {self.format} is not supported (this stampflow reads {FORMAT})"
             )
-        if "/" in self.weights or self.weights.startswith("."):
-            raise ValueError(f"weights must be a file name in the bundle, got {self.weights!r}")
+        for key, name in (("weights", self.weights), ("onnx", self.onnx)):
+            if name is not None and ("/" in name or name.startswith(".")):
+                raise ValueError(f"{key} must be a file name in the bundle, got {name!r}")
+        if (self.onnx is None) != (self.onnx_sha256 is None):
+            raise ValueError("onnx and onnx_sha256 come together")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,11 @@ class Bundle(Generic[S]):
     @property
     def sha256(self) -> str:
         return self.manifest.sha256
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """The checked ONNX graph, or None for a bundle without one."""
+        return None if self.manifest.onnx is None else self.directory / self.manifest.onnx
 
     def array(self, key: str) -> np.ndarray:
         """One weights array, or a ``BundleError`` naming the file and the missing key."""
@@ -107,9 +122,11 @@ def save_bundle(
     arrays: dict[str, np.ndarray],
     training: Any,
     metrics: dict[str, Any],
+    onnx: bytes | None = None,
 ) -> Path:
     """Write ``arrays`` and the manifest to ``directory``. ``serving`` is the model's serving
-    dataclass (its ``spec`` names the model); ``training`` its training config."""
+    dataclass (its ``spec`` names the model); ``training`` its training config; ``onnx`` a
+    serialised ONNX graph of the network, written as ``model.onnx`` when given."""
     spec = serving.spec
     if not isinstance(spec, ClassifierSpec):
         raise TypeError(f"serving.spec must be a ClassifierSpec, got {type(spec).__name__}")
@@ -125,9 +142,36 @@ def save_bundle(
         training=to_dict(training),
         metrics=to_dict(metrics),
     )
-    text = json.dumps(to_dict(manifest), indent=2, sort_keys=True) + "\n"
-    (directory / MANIFEST).write_text(text)
+    if onnx is not None:
+        manifest = _with_onnx(directory, manifest, onnx)
+    _write_manifest(directory, manifest)
     return directory
+
+
+def add_onnx(directory: Path, onnx: bytes) -> Path:
+    """Write (or replace) the ONNX graph of the bundle in ``directory`` and record it in its
+    manifest; the weights file and every other manifest key stay as they are."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    try:
+        manifest = from_dict(Manifest, json.loads(manifest_path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypedError) as exc:
+        raise BundleError(f"{manifest_path}: {exc}") from None
+    _write_manifest(directory, _with_onnx(directory, manifest, onnx))
+    return directory
+
+
+def _with_onnx(directory: Path, manifest: Manifest, onnx: bytes) -> Manifest:
+    (directory / ONNX).write_bytes(onnx)
+    return replace(manifest, onnx=ONNX, onnx_sha256=sha256_of(directory / ONNX))
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    data = to_dict(manifest)
+    for key in ("onnx", "onnx_sha256"):  # bundles without a graph keep the old layout
+        if data[key] is None:
+            del data[key]
+    (directory / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_bundle(directory: Path, serving_type: type[S], spec: ClassifierSpec) -> Bundle[S]:
@@ -160,6 +204,16 @@ def load_bundle(directory: Path, serving_type: type[S], spec: ClassifierSpec) ->
         raise BundleError(
             f"{weights}: sha256 is {actual}, {MANIFEST} key 'sha256' says {manifest.sha256}"
         )
+    if manifest.onnx is not None:
+        graph = directory / manifest.onnx
+        if not graph.is_file():
+            raise BundleError(f"{graph}: missing (named by {MANIFEST} key 'onnx')")
+        actual = sha256_of(graph)
+        if actual != manifest.onnx_sha256:
+            raise BundleError(
+                f"{graph}: sha256 is {actual}, {MANIFEST} key 'onnx_sha256' says "
+                f"{manifest.onnx_sha256}"
+            )
     try:
         arrays = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:

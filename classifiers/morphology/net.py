@@ -1,39 +1,30 @@
-"""The morphology CNN, the same module for training and inference.
+"""The morphology CNN as a torch module: what training fits and what is exported to ONNX.
 
 Residual blocks with squeeze-and-excitation channel attention (Hu et al. 2018): the
 attention lets the network weigh bands and feature maps per image, which matters because the
 dust's colour across F200W..F444W changes with its temperature. Four input channels (the
 NIRCam bands on a common 64x64 grid at 0.063"/px), five logits.
+
+Serving never imports this module (nor torch): it runs the same network exported to the
+bundle's ``model.onnx`` (``stampflow.training.morphology.export``) with onnxruntime.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from stampflow.classifiers.morphology.spec import SPEC
+from stampflow.classifiers.morphology.netconfig import N_BANDS, NetConfig
 
-N_BANDS = len(SPEC.filters)
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """Channel widths of the stem and of each stride-2 residual stage."""
-
-    stem: int = 16
-    stages: tuple[int, ...] = (24, 48, 96)
-    se_reduction: int = 4
-    dropout: float = 0.2
-    n_classes: int = len(SPEC.labels)
-
-    def __post_init__(self) -> None:
-        if self.stem <= 0 or not self.stages or min(self.stages) <= 0:
-            raise ValueError(f"channel widths must be positive: {self}")
-        if not 0.0 <= self.dropout < 1.0 or self.n_classes < 2 or self.se_reduction < 1:
-            raise ValueError(f"invalid dropout, class count or SE reduction: {self}")
+__all__ = [
+    "N_BANDS",
+    "MorphologyNet",
+    "NetConfig",
+    "TorchNetwork",
+    "arrays_to_model",
+    "state_to_arrays",
+]
 
 
 class SqueezeExcite(nn.Module):
@@ -111,3 +102,17 @@ def arrays_to_model(arrays: dict[str, np.ndarray], config: NetConfig) -> Morphol
     model = MorphologyNet(config)
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
     return model.eval()
+
+
+class TorchNetwork:
+    """A torch ``MorphologyNet`` behind the plugin's ``Network`` interface (training and
+    tests): (n, 4, 64, 64) preprocessed float32 -> (penultimate features, logits), numpy."""
+
+    def __init__(self, net: MorphologyNet) -> None:
+        self.net = net.eval()
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.net.eval()
+        with torch.no_grad():
+            features = self.net.features(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+            return features.numpy(), self.net.head(features).numpy()

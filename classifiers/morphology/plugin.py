@@ -2,34 +2,33 @@
 
 Applies to alerts carrying the ``cutoutMultiband`` extension with the four NIRCam filters
 the network was trained on. Each stamp is brought to the network's grid (``preprocess``),
-the batch runs through the CNN at once, and the temperature-scaled probabilities give the
+the batch runs through the CNN at once (the bundle's ``model.onnx`` on ONNX Runtime's CPU
+provider: serving never imports torch), and the temperature-scaled probabilities give the
 label and the uncertainty (entropy normalised to [0, 1]). The ambiguous flag rises when
 either the entropy is above its threshold (near a class boundary) or the penultimate features
 are far from every class seen in training (``ood.py``: Mahalanobis distance above its
 threshold: an input unlike the training data, however confident the softmax). Both
 thresholds were chosen on held-out families (see ``stampflow.training.morphology.ood``).
+
+ONNX Runtime's intra-op threads: ``load(threads=...)``, else the environment variable
+``STAMPFLOW_MORPHOLOGY_THREADS``, else 1 (the daemon runs one batch at a time per process).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
+import onnxruntime as ort
 
-from stampflow.classifiers.bundle import BundleError, load_bundle
+from stampflow.classifiers.bundle import MANIFEST, BundleError, load_bundle
 from stampflow.classifiers.morphology import ENTRY
-from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, arrays_to_model
-from stampflow.classifiers.morphology.ood import (
-    MEANS_KEY,
-    OOD_KEYS,
-    PRECISION_KEY,
-    OodModel,
-    OodServing,
-)
+from stampflow.classifiers.morphology.netconfig import N_BANDS, NetConfig
+from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
 from stampflow.classifiers.morphology.preprocess import preprocess, to_grid
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
 from stampflow.schemas.annotation import Annotation
@@ -81,6 +80,85 @@ class Prediction:
         return normalised_entropy(self.probabilities)
 
 
+class Network(Protocol):
+    """The CNN as the plugin runs it: (n, 4, 64, 64) preprocessed float32 ->
+    (penultimate features (n, d), logits (n, classes)). ``OnnxNetwork`` serves; training
+    wraps its torch module (``net.TorchNetwork``)."""
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+INPUT, LOGITS, FEATURES = "stamps", "logits", "features"  # the ONNX graph's names
+THREADS_ENV = "STAMPFLOW_MORPHOLOGY_THREADS"
+
+
+class OnnxNetwork:
+    """The exported graph on ONNX Runtime's CPU provider."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: no start-up chatter in the daemon's log
+        self.path = Path(path)
+        self.threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def shapes(self) -> dict[str, list[int | str | None]]:
+        """The graph's input and output shapes by name (symbolic dims as their names)."""
+        nodes = [*self.session.get_inputs(), *self.session.get_outputs()]
+        return {node.name: list(node.shape) for node in nodes}
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, logits = self.session.run(
+            [FEATURES, LOGITS], {INPUT: np.ascontiguousarray(x, dtype=np.float32)}
+        )
+        return features, logits
+
+
+def _threads(threads: int | None) -> int:
+    """``threads``, else $STAMPFLOW_MORPHOLOGY_THREADS, else 1; at least 1."""
+    where = "threads"
+    if threads is None:
+        where, text = THREADS_ENV, os.environ.get(THREADS_ENV, "1").strip() or "1"
+        try:
+            threads = int(text)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be an integer, got {text!r}") from None
+    if threads < 1:
+        raise ValueError(f"{where} must be at least 1, got {threads}")
+    return threads
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, classes) scores."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_graph(path: Path, shapes: dict[str, list[int | str | None]], net: NetConfig) -> None:
+    """The graph must take (batch, 4, 64, 64) and give features and logits of the widths
+    ``serving.net`` names: a graph exported from another network is refused in one line."""
+    size = SPEC.input_size
+    expected = {
+        INPUT: [N_BANDS, size, size],
+        FEATURES: [net.stages[-1]],
+        LOGITS: [net.n_classes],
+    }
+    for name, dims in expected.items():
+        if name not in shapes:
+            raise BundleError(
+                f"{path}: no {'input' if name == INPUT else 'output'} {name!r} "
+                f"(has {', '.join(sorted(shapes))})"
+            )
+        if shapes[name][1:] != dims:
+            raise BundleError(
+                f"{path}: does not fit serving.net: {name} is {shapes[name]}, "
+                f"serving.net makes [batch, {', '.join(map(str, dims))}]"
+            )
+
+
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
     """Entropy of each row of (n, classes) probabilities, divided by its maximum: in [0, 1]."""
     p = np.clip(probabilities, 1e-12, 1.0)
@@ -88,14 +166,15 @@ def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
 
 
 class MorphologyClassifier:
-    """The CNN with its calibration; ``load`` for a bundle, the constructor for training."""
+    """The CNN with its calibration; ``load`` for a bundle (ONNX Runtime), the constructor
+    for training (any ``Network``, e.g. a torch module in ``net.TorchNetwork``)."""
 
     name = SPEC.name
     labels = SPEC.labels
 
     def __init__(
         self,
-        model: MorphologyNet,
+        model: Network,
         serving: MorphologyServing,
         *,
         version: str,
@@ -104,25 +183,33 @@ class MorphologyClassifier:
     ) -> None:
         if (ood is None) != (serving.ood is None):
             raise ValueError("serving.ood and the OOD arrays come together")
-        self.model = model.eval()
+        self.model = model
         self.serving = serving
         self.version = version
         self.sha256 = sha256
         self.ood = ood
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> MorphologyClassifier:
-        """Load a bundle; weights from safetensors, never pickle."""
+    def load(
+        cls, model_dir: Path | None = None, *, threads: int | None = None
+    ) -> MorphologyClassifier:
+        """Load a bundle: the network from its ONNX graph, the OOD statistics from
+        safetensors, never pickle. ``threads``: ONNX Runtime's intra-op threads."""
         bundle = load_bundle(model_dir or ENTRY.bundle, MorphologyServing, SPEC)
-        weights = {k: v for k, v in bundle.arrays.items() if k not in OOD_KEYS}
-        try:
-            model = arrays_to_model(weights, bundle.serving.net)
-        except RuntimeError as exc:  # torch names the missing or misshapen tensors
-            first = str(exc).strip().splitlines()
+        graph = bundle.onnx_path
+        if graph is None:
             raise BundleError(
-                f"{bundle.directory / bundle.manifest.weights}: does not fit serving.net: "
-                + " ".join(line.strip() for line in first[:3])
-            ) from None
+                f"{bundle.directory / MANIFEST}: onnx: missing (a bundle saved before ONNX "
+                f"serving; add it: python -m stampflow.training.morphology.export "
+                f"{bundle.directory})"
+            )
+        threads = _threads(threads)
+        try:
+            model = OnnxNetwork(graph, threads)
+        except Exception as exc:  # onnxruntime's own errors: an unreadable or invalid graph
+            why = " ".join(str(exc).split())[:300]
+            raise BundleError(f"{graph}: not a loadable ONNX model ({why})") from None
+        _check_graph(graph, model.shapes(), bundle.serving.net)
         ood = None
         if bundle.serving.ood is not None:
             try:
@@ -171,17 +258,14 @@ class MorphologyClassifier:
     def predict(self, stamps: np.ndarray, batch_size: int = 256) -> Prediction:
         """Probabilities and OOD scores for (n, 4, 64, 64) stamps, one network pass."""
         probabilities, scores = [], []
-        with torch.no_grad():
-            for start in range(0, len(stamps), batch_size):
-                features = self.model.features(preprocess(stamps[start : start + batch_size]))
-                logits = self.model.head(features)  # dropout is the identity in eval mode
-                score = np.zeros(len(logits))
-                if self.ood is not None:
-                    score = self.ood.score(features.numpy())
-                    scores.append(score)
-                temperature = self.temperature + self.serving.temperature_slope * score
-                scaled = logits / torch.as_tensor(temperature, dtype=logits.dtype)[:, None]
-                probabilities.append(torch.softmax(scaled, dim=1).numpy())
+        for start in range(0, len(stamps), batch_size):
+            features, logits = self.model.run(preprocess(stamps[start : start + batch_size]))
+            score = np.zeros(len(logits))
+            if self.ood is not None:
+                score = self.ood.score(features)
+                scores.append(score)
+            temperature = self.temperature + self.serving.temperature_slope * score
+            probabilities.append(softmax(np.asarray(logits, np.float64) / temperature[:, None]))
         if not probabilities:
             return Prediction(np.zeros((0, len(self.labels))), np.zeros(0))
         p = np.concatenate(probabilities).astype(np.float64)

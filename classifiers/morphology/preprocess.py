@@ -1,18 +1,26 @@
-"""Multiband stamps to network input, the one code path for training and serving.
+"""Multiband stamps to network input, the one code path for training and serving (numpy).
 
 ``to_grid`` brings each band to the network's grid (the spec's 0.063"/px, 64x64):
 block-averaged when its pixels are an integer fraction of that scale, as F200W at 0.031"/px
 is, bilinearly resampled otherwise, then centre-cropped or NaN-padded. ``preprocess`` turns
 the (n, 4, 64, 64) surface brightness into what the CNN sees.
+
+No torch here: serving runs without it. The numerics are those the shipped network was
+trained with, when this module ran on torch: the resampling is ``F.interpolate(...,
+mode="bilinear", align_corners=False)``, the bad-pixel fill ``F.conv2d`` with a 3x3 box,
+the medians ``torch.nanmedian`` (the lower middle value of an even count). Training code
+that needs tensors converts at its boundary (``torch.from_numpy(preprocess(x))``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from stampflow.classifiers.morphology.spec import SPEC
+
+MAD_TO_SIGMA = 1.4826  # a Gaussian's standard deviation per unit of median absolute deviation
 
 
 def to_grid(stamp: np.ndarray, pixel_scale: float, size: int = SPEC.input_size) -> np.ndarray:
@@ -30,10 +38,32 @@ def to_grid(stamp: np.ndarray, pixel_scale: float, size: int = SPEC.input_size) 
     else:
         h, w = image.shape
         out_h, out_w = max(round(h / ratio), 1), max(round(w / ratio), 1)
-        tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None]
-        image = F.interpolate(tensor, size=(out_h, out_w), mode="bilinear", align_corners=False)
-        image = image[0, 0].numpy()
+        image = bilinear(image, out_h, out_w)
     return _centre(image, size)
+
+
+def bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """(H, W) -> (out_h, out_w), as ``F.interpolate(mode="bilinear", align_corners=False)``
+    with an output size: pixel centres mapped through the size ratio, clamped at the edges;
+    a NaN among a pixel's four taps makes it NaN (as in torch, even at weight 0)."""
+    image = np.asarray(image, dtype=np.float32)
+    r0, r1, rw0, rw1 = _taps(image.shape[0], out_h)
+    c0, c1, cw0, cw1 = _taps(image.shape[1], out_w)
+    across = cw0 * image[:, c0] + cw1 * image[:, c1]  # (H, out_w)
+    return rw0[:, None] * across[r0] + rw1[:, None] * across[r1]
+
+
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights along one axis: torch's ``area_pixel_compute_source_index``
+    for align_corners=False, ``scale * (dst + 0.5) - 0.5`` with the float32 scale, rounded
+    once to float32 as torch's fused multiply-add does (exact in float64 first)."""
+    scale = np.float64(np.float32(n_in) / np.float32(n_out))
+    source = (scale * (np.arange(n_out, dtype=np.float64) + 0.5) - 0.5).astype(np.float32)
+    source = np.maximum(source, np.float32(0))
+    first = source.astype(np.int64)  # floor: source >= 0
+    second = np.minimum(first + 1, n_in - 1)
+    weight = (source - first).astype(np.float32)
+    return first, second, np.float32(1) - weight, weight
 
 
 def _centre(image: np.ndarray, size: int) -> np.ndarray:
@@ -46,42 +76,76 @@ def _centre(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def fill_bad_pixels(stamps: np.ndarray | torch.Tensor, passes: int = 3) -> torch.Tensor:
+def fill_bad_pixels(stamps: Any, passes: int = 3) -> np.ndarray:
     """NaN pixels (DO_NOT_USE: saturated cores, bad pixels) filled from their valid
     neighbours by normalised convolution (a masked 3x3 mean, repeated so larger holes fill
     from their rims). A saturated star's core then stays a bright plateau instead of turning
     into a dark hole that looks like a ring; what is still NaN after ``passes`` (edge cuts)
-    is left for ``preprocess`` to set to sky."""
-    x = torch.as_tensor(stamps, dtype=torch.float32).clone()
-    missing = torch.isnan(x)
+    is left for ``preprocess`` to set to sky.
+
+    ``stamps``: (..., H, W), a numpy array or anything ``np.asarray`` reads (a CPU tensor);
+    returns a new float32 array."""
+    x = np.asarray(stamps, dtype=np.float32).copy()
+    missing = np.isnan(x)
     if not missing.any():
         return x
-    n, c, h, w = x.shape
-    kernel = torch.ones(c, 1, 3, 3, dtype=x.dtype)
     for _ in range(passes):
-        valid = (~missing).to(x.dtype)
-        total = F.conv2d(torch.nan_to_num(x, nan=0.0) * valid, kernel, padding=1, groups=c)
-        count = F.conv2d(valid, kernel, padding=1, groups=c)
+        valid = (~missing).astype(np.float32)
+        total = _box3(np.nan_to_num(x, nan=0.0) * valid)
+        count = _box3(valid)
         fill = missing & (count > 0)
-        x = torch.where(fill, total / count.clamp_min(1.0), x)
-        missing = missing & ~fill
+        x = np.where(fill, total / np.maximum(count, np.float32(1.0)), x)
+        missing &= ~fill
         if not missing.any():
             break
     return x
 
 
-def preprocess(stamps: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(n, 4, H, W) surface brightness -> network input: bad pixels filled
-    (``fill_bad_pixels``), then per band, subtract the sky (median) and express pixels in
-    units of the noise (MAD), then an asinh stretch.
+def _box3(a: np.ndarray) -> np.ndarray:
+    """Sum over each pixel's 3x3 neighbourhood in the last two axes, zero outside."""
+    h, w = a.shape[-2:]
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    out = np.zeros_like(a)
+    for dy in range(3):
+        for dx in range(3):
+            out += padded[..., dy : dy + h, dx : dx + w]
+    return out
+
+
+def _sky_and_noise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band of (..., H, W) images, NaNs ignored: the sky (median) and the noise
+    (1.4826 x the median absolute deviation from it), each shaped (..., 1, 1)."""
+    sky = _nanmedian(x)[..., None, None]
+    noise = _nanmedian(np.abs(x - sky))[..., None, None] * np.float32(MAD_TO_SIGMA)
+    return sky, noise
+
+
+def _nanmedian(x: np.ndarray) -> np.ndarray:
+    """Median over the last two axes ignoring NaNs, the lower middle value of an even count
+    (``torch.nanmedian``'s convention); NaN where every pixel is."""
+    flat = x.reshape(*x.shape[:-2], -1)
+    nan = np.isnan(flat)
+    if not nan.any():
+        kth = (flat.shape[-1] - 1) // 2
+        return np.partition(flat, kth, axis=-1)[..., kth]
+    count = flat.shape[-1] - nan.sum(axis=-1)
+    index = np.maximum((count - 1) // 2, 0)[..., None]
+    median = np.take_along_axis(np.sort(flat, axis=-1), index, axis=-1)[..., 0]  # NaNs last
+    return np.where(count > 0, median, np.float32(np.nan))
+
+
+def preprocess(stamps: Any) -> np.ndarray:
+    """(n, 4, H, W) surface brightness -> network input, float32: bad pixels filled
+    (``fill_bad_pixels``), then per band, subtract the sky and express pixels in units of
+    the noise (``_sky_and_noise``), then an asinh stretch.
 
     In noise units the input no longer depends on flux calibration, exposure or distance
     dimming, only on what the detector could see; asinh keeps faint arms and bright stars on
     one scale. NaN pixels left (edge cuts) become sky (0).
     """
     x = fill_bad_pixels(stamps)
-    flat = x.flatten(2)
-    sky = flat.nanmedian(dim=2).values[..., None, None]
-    mad = (x - sky).abs().flatten(2).nanmedian(dim=2).values[..., None, None] * 1.4826
-    out = torch.asinh((x - sky) / (3.0 * mad.clamp_min(1e-12))) / 3.0
-    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    sky, noise = _sky_and_noise(x)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = np.arcsinh((x - sky) / (np.float32(3.0) * np.maximum(noise, np.float32(1e-12))))
+    out /= np.float32(3.0)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -167,7 +167,7 @@ def augment(x: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> tor
     """Flips and quarter turns always; the physics-informed ones when ``config.physics``.
     Bad pixels are filled first, as ``preprocess`` would (blurs and resampling would spread
     NaNs); edge cuts left over become the band's sky."""
-    x = fill_bad_pixels(x)
+    x = torch.from_numpy(fill_bad_pixels(x))  # numpy (serving's code path) -> tensor
     if torch.isnan(x).any():
         sky = x.flatten(2).nanmedian(dim=2).values[..., None, None]
         x = torch.where(torch.isnan(x), sky.expand_as(x), x)

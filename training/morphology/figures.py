@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _show(ax: Any, stamp: np.ndarray, title: str) -> None:
-    rgb = preprocess(stamp[None])[0].numpy().transpose(1, 2, 0)[..., [3, 1, 0]]
+    rgb = preprocess(stamp[None])[0].transpose(1, 2, 0)[..., [3, 1, 0]]
     ax.imshow(rgb.clip(0, 1), origin="lower")
     ax.set_title(title, fontsize=6)
     ax.axis("off")

@@ -29,6 +29,7 @@ from sklearn.metrics import confusion_matrix, silhouette_samples, silhouette_sco
 
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier
+from stampflow.classifiers.morphology.preprocess import preprocess
 from stampflow.classifiers.typed import to_dict
 from stampflow.training.calibration import plot_reliability
 from stampflow.training.morphology import figures
@@ -40,6 +41,7 @@ from stampflow.training.morphology.evaluate import (
     risk_coverage,
     uncalibrated,
 )
+from stampflow.training.morphology.export import load_net
 from stampflow.training.morphology.families import (
     BALANCED,
     CALIBRATION_MIX,
@@ -52,7 +54,7 @@ from stampflow.training.morphology.families import (
 )
 from stampflow.training.morphology.optics import psf_bank
 from stampflow.training.morphology.sim import CLASSES, SimulatedSet
-from stampflow.training.morphology.train import TrainConfig, features_and_logits, fit
+from stampflow.training.morphology.train import TrainConfig, fit
 from stampflow.training.report import Report
 
 SHOWN_PARAMS = (
@@ -347,7 +349,7 @@ def study(config: StudyConfig, out: Path) -> Path:
     per_set = max(config.n_tsne // len(sets), 10)
     feats, labels, groups = [], [], []
     for g, data in enumerate(sets.values()):
-        f, _ = features_and_logits(classifier.model, data.images[:per_set])
+        f, _ = classifier.model.run(preprocess(data.images[:per_set]))  # the served graph
         feats.append(f)
         labels.append(data.labels[:per_set])
         groups.append(np.full(len(f), g))
@@ -396,7 +398,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         f"trained by `stampflow train morphology` in "
         f"{metrics.get('train_seconds', float('nan')) / 60:.1f} min on "
         f"{training.get('threads')} CPU thread (simulation included); "
-        f"{sum(p.numel() for p in classifier.model.parameters()):,} parameters. Numbers and "
+        f"{sum(p.numel() for p in load_net(model_dir).parameters()):,} parameters. Numbers and "
         f"figures below come from `stampflow study morphology` "
         f"({(time.perf_counter() - started) / 60:.1f} min)."
     )

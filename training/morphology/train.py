@@ -19,7 +19,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stampflow.classifiers.bundle import save_bundle
-from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
+from stampflow.classifiers.morphology.net import (
+    MorphologyNet,
+    NetConfig,
+    TorchNetwork,
+    state_to_arrays,
+)
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
 from stampflow.classifiers.morphology.plugin import (
     MorphologyClassifier,
@@ -29,6 +34,7 @@ from stampflow.classifiers.morphology.plugin import (
 from stampflow.classifiers.morphology.preprocess import preprocess
 from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.training.morphology.augment import AugmentConfig, augment
+from stampflow.training.morphology.export import onnx_bytes
 from stampflow.training.morphology.families import (
     CALIBRATION_MIX,
     TRAIN_MIX,
@@ -79,7 +85,8 @@ class TrainResult:
     temperature_slope: float = 0.0
 
     def classifier(self) -> MorphologyClassifier:
-        """The trained network behind the plugin, exactly as the daemon would run it."""
+        """The trained network behind the plugin, as the daemon would run it (in torch here;
+        the daemon runs the same network exported to ONNX)."""
         serving = MorphologyServing(
             SPEC,
             self.config.net,
@@ -89,7 +96,7 @@ class TrainResult:
             self.temperature_slope if self.ood is not None else 0.0,
         )
         return MorphologyClassifier(
-            self.model, serving, version=SPEC.version, sha256="", ood=self.ood
+            TorchNetwork(self.model), serving, version=SPEC.version, sha256="", ood=self.ood
         )
 
 
@@ -106,7 +113,7 @@ def features_and_logits(
     features, logits = [], []
     with torch.no_grad():
         for start in range(0, len(stamps), batch_size):
-            f = model.features(preprocess(stamps[start : start + batch_size]))
+            f = model.features(torch.from_numpy(preprocess(stamps[start : start + batch_size])))
             features.append(f.numpy())
             logits.append(model.head(f).numpy())
     if not logits:
@@ -229,7 +236,7 @@ def fit(
         )
         for start in bar:
             index = order[start : start + config.batch_size]
-            x = preprocess(augment(images[index], config.augment, gen))
+            x = torch.from_numpy(preprocess(augment(images[index], config.augment, gen)))
             loss = F.cross_entropy(model(x), labels[index], weight=weights)
             optimiser.zero_grad()
             loss.backward()
@@ -297,7 +304,8 @@ def calibrate(
 
 
 def save(result: TrainResult, out: Path) -> Path:
-    """Write the bundle the plugin loads: weights, net config, temperature and threshold."""
+    """Write the bundle the plugin loads: weights, the network's ONNX graph (what serving
+    runs), net config, temperature and threshold."""
     return save_bundle(
         out,
         version=SPEC.version,
@@ -305,6 +313,7 @@ def save(result: TrainResult, out: Path) -> Path:
         arrays={**state_to_arrays(result.model), **ood_arrays(result.ood)},
         training=result.config,
         metrics={**result.metrics, "train_seconds": round(result.seconds, 1)},
+        onnx=onnx_bytes(result.model),
     )
 
 

@@ -19,6 +19,7 @@ from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
 from stampflow.schemas.stamps import encode_stamp
+from stampflow.training.morphology.export import onnx_bytes
 from stampflow.training.morphology.sim import SimConfig, simulate
 
 FILTERS, CLASSES = SPEC.filters, SPEC.labels
@@ -149,13 +150,15 @@ def tiny_bundle(tmp_path):
     config = NetConfig(stem=4, stages=(8,))
     torch.manual_seed(0)
     directory = tmp_path / "morphology"
+    net = MorphologyNet(config)
     save_bundle(
         directory,
         version="0.0-test",
         serving=MorphologyServing(SPEC, config, temperature=1.5, ambiguous_threshold=0.5),
-        arrays=state_to_arrays(MorphologyNet(config)),
+        arrays=state_to_arrays(net),
         training={},
         metrics={},
+        onnx=onnx_bytes(net),
     )
     return directory
 
@@ -184,7 +187,8 @@ def test_bundle_with_mismatched_network_is_refused(tiny_bundle):
 def _ood_bundle(directory, threshold: float):
     config = NetConfig(stem=4, stages=(8,))
     torch.manual_seed(0)
-    arrays = state_to_arrays(MorphologyNet(config))
+    net = MorphologyNet(config)
+    arrays = state_to_arrays(net)
     arrays[MEANS_KEY] = np.zeros((5, 8), np.float32)
     arrays[PRECISION_KEY] = np.eye(8, dtype=np.float32)
     ood = OodServing(threshold=threshold, feature_dim=8)
@@ -195,6 +199,7 @@ def _ood_bundle(directory, threshold: float):
         arrays=arrays,
         training={},
         metrics={},
+        onnx=onnx_bytes(net),
     )
     return MorphologyClassifier.load(directory)
 
