@@ -412,9 +412,17 @@ def latency_row(broker: Broker, packets: list[bytes], rate: float, seconds: floa
         out = outputs.get(key)
         latencies.append(np.inf if out is None else out[0][0] - in_ts[0])
     lat = np.array(latencies, dtype=float)
-    p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) / 1000.0) if len(lat) else (np.nan,) * 3
+    p50, p95, p99 = (_rank(lat, q) / 1000.0 for q in (50, 95, 99))
     return {"rate": rate, "p50_s": _num(p50), "p95_s": _num(p95), "p99_s": _num(p99),
             "samples": int(len(lat)), "late": int(np.isinf(lat).sum())}  # fmt: skip
+
+
+def _rank(values: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile by rank (no interpolation: late outputs are infinite)."""
+    if not len(values):
+        return np.nan
+    ordered = np.sort(values)
+    return float(ordered[max(0, int(np.ceil(q / 100 * len(ordered))) - 1)])
 
 
 def _num(x: float) -> float | None:
@@ -612,7 +620,7 @@ def print_table(r: dict) -> None:
         line(f"stampflow run, classifiers {row['classifiers']}", str(row["workers"]), row)
     for lat in r.get("latency", []):
         cells = [
-            "-" if v is None else f"{v:.2f}" for v in (lat["p50_s"], lat["p95_s"], lat["p99_s"])
+            "late" if v is None else f"{v:.2f}" for v in (lat["p50_s"], lat["p95_s"], lat["p99_s"])
         ]
         print(f"| latency at {lat['rate']:.0f}/s (both): p50/p95/p99 s | | {' / '.join(cells)} "
               f"| | {lat['samples']} samples, {lat['late']} late | | |")  # fmt: skip
