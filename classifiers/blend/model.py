@@ -1,7 +1,8 @@
 """The blend model from arrays: preprocessing + embedding + MuyGPs + calibration + flag.
 
-The probability is a logistic (Platt) calibration of the GP's posterior mean fitted on
-validation data, P(blend) = 0.5 at mean 0 so it agrees with the label. A stamp is
+The probability is a monotone calibration of the GP's posterior mean fitted on validation
+data (isotonic regression on each side of 0), P(blend) = 0.5 at mean 0 so it agrees with the
+label. A stamp is
 ``ambiguous`` for the first of three reasons that holds (``BlendPrediction.reason``):
 
 - ``no_source``: the central peak is below ``SPEC.min_peak_snr`` times the noise, or less
@@ -74,13 +75,22 @@ class AmbiguityRule:
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(blend) = sigmoid(slope * mean + intercept), fitted on validation data."""
+    """P(blend) as a non-decreasing function of the posterior mean: linear interpolation
+    between knots (``means`` increasing, ``p_blend`` non-decreasing), constant beyond them.
+    The default maps [-1, 1] linearly onto [0, 1] (an uncalibrated stand-in)."""
 
-    slope: float
-    intercept: float
+    means: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    p_blend: tuple[float, ...] = (0.0, 0.5, 1.0)
+
+    def __post_init__(self) -> None:
+        x, p = np.asarray(self.means), np.asarray(self.p_blend)
+        if len(x) < 2 or len(x) != len(p):
+            raise ValueError("calibration needs >= 2 knots, as many means as probabilities")
+        if np.any(np.diff(x) <= 0) or np.any(np.diff(p) < 0) or p.min() < 0 or p.max() > 1:
+            raise ValueError("calibration knots must increase and probabilities lie in [0, 1]")
 
     def __call__(self, mean: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.slope * mean + self.intercept)))
+        return np.interp(mean, self.means, self.p_blend)
 
 
 @dataclass(frozen=True)

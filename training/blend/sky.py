@@ -48,6 +48,7 @@ _LAM_OVER_DIAM = 620e-9 / 1.22 * 206265  # arcsec: P48's 1.22 m aperture in r
 SKY_COLUMNS = (
     *TRUTH_COLUMNS,
     "n_field",
+    "nearest_field_fwhm",
     "n_galaxies",
     "host",
     "saturated",
@@ -232,9 +233,8 @@ def simulate_templates(
                 galsim.DeltaFunction(flux=primary * ratio).shift(off[0] + dx, off[1] + dy)
             )
         n_field = int(rng.poisson(rng.uniform(*c.field_star_mean)))
-        for (x, y), m in zip(
-            _away(rng, n_field, 3 * fwhm, half), _field_mags(rng, n_field, c), strict=True
-        ):
+        field_xy = _away(rng, n_field, 3 * fwhm, half)
+        for (x, y), m in zip(field_xy, _field_mags(rng, n_field, c), strict=True):
             sources.append(galsim.DeltaFunction(flux=10 ** (-0.4 * (m - zp))).shift(x, y))
         galaxies = []
         n_gal = int(rng.poisson(rng.uniform(*c.galaxy_mean)))
@@ -315,6 +315,7 @@ def simulate_templates(
             "offset_y": float(off[1] / c.pixel_scale),
             "neighbour": n_field > 0,
             "n_field": n_field,
+            "nearest_field_fwhm": float(np.hypot(*field_xy.T).min() / fwhm) if n_field else np.inf,
             "n_galaxies": n_gal,
             "host": host,
             "saturated": saturated,

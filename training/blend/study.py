@@ -79,7 +79,7 @@ class StudyConfig:
 
     seed: int = 7000  # the study's sets: never a training seed
     n_test: int = 3000  # training family (sky.py), held out
-    n_independent: int = 3000  # the analytic generator (sim.py): another PSF and noise family
+    n_independent: int = 10_000  # the analytic generator (sim.py): another PSF and noise family
     n_ood: int = 150  # per kind of stamp unlike anything in training
     n_grid_train: int = 3000  # normalisation x embedding and the CNN baseline
     n_grid_val: int = 1500
@@ -424,7 +424,7 @@ def _write_trust(report: Report, scored: list[Scored], model: BlendModel) -> lis
     plot_reliability(curves, report.figure_path("reliability.png"), title="MuyGPs, calibrated")
     report.image(
         "reliability.png",
-        "Reliability of P(blend) on each set (Platt scaling fitted on validation).",
+        "Reliability of P(blend) on each set (isotonic calibration fitted on validation).",
     )
     report.text(
         "Does the posterior variance help? Compare the rows above: `|mean| only` against "
@@ -534,7 +534,7 @@ def _write_grid(
             prep, normalisation=NORMALISATIONS[r], pca_components=GRID_EMBEDDINGS[c]
         )
         embedding, gp = fit_gp(train_set, cell, config.train)
-        probe = BlendModel(cell, embedding, gp, Calibration(1.0, 0.0), AmbiguityRule(0.0, 0.0))
+        probe = BlendModel(cell, embedding, gp, Calibration(), AmbiguityRule(0.0, 0.0))
         for key, data in (("sky", val), ("moffat", ind)):
             mean = probe.posterior(data.crops).mean
             grids[key][r, c] = float(((mean > 0) == (data.labels == 1)).mean())

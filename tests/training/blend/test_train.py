@@ -16,6 +16,7 @@ from stampflow.training.blend.train import (
     TrainConfig,
     choose_rule,
     fit,
+    fit_calibration,
     save,
     simulate_splits,
 )
@@ -103,3 +104,19 @@ def test_rule_flags_the_uncertain_and_meets_the_target():
     assert kept_correct.mean() >= 0.99
     assert 0.15 < flagged.mean() < 0.25
     assert isinstance(rule, AmbiguityRule)
+
+
+def test_calibration_follows_frequencies_that_are_not_a_logistic_curve():
+    # The true P(blend | mean) rises steeply near 0 and saturates: no one-slope sigmoid fits.
+    rng = np.random.default_rng(3)
+    mean = rng.uniform(-1.2, 1.2, 20_000)
+    truth = 0.5 + 0.5 * np.sign(mean) * np.minimum(np.abs(mean) * 3.0, 0.9) ** 0.5
+    labels = (rng.random(len(mean)) < truth).astype(int)
+    calibration = fit_calibration(mean, labels)
+    assert calibration(np.array([0.0]))[0] == 0.5  # the label is the sign of the mean
+    grid = np.linspace(-1.1, 1.1, 45)
+    p = calibration(grid)
+    assert np.all(np.diff(p) >= 0)
+    assert np.all(p[grid > 0] >= 0.5) and np.all(p[grid < 0] <= 0.5)
+    expected = 0.5 + 0.5 * np.sign(grid) * np.minimum(np.abs(grid) * 3.0, 0.9) ** 0.5
+    assert np.abs(p - expected).max() < 0.08
