@@ -1,6 +1,6 @@
 """Morphology CNN inference throughput on the CPU: images/s at batch 64, 1 and 2 threads.
 
-Two figures per thread count: the network with its preprocessing on stamps already on the
+Two figures per ONNX Runtime thread count: the network with its preprocessing on stamps on the
 grid, and the whole plugin path from decoded alerts (gzip FITS decode of four stamps per
 alert, resampling, CNN, calibration, annotations).
 
@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier
 from stampflow.schemas.codec import decode_alert
@@ -47,17 +46,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    classifier = MorphologyClassifier.load()
     images = simulate(BATCH, seed=7).images
     packets = [write_alert_packet(r) for r in _records(images)]
-    print(f"morphology {classifier.version}, batch {BATCH}, {args.repeats} repeats")
+    print(f"morphology {MorphologyClassifier.load().version} (ONNX Runtime), batch {BATCH}")
     for threads in (1, 2):
-        torch.set_num_threads(threads)
-        net = _rate(lambda: classifier.probabilities(images), args.repeats)
+        classifier = MorphologyClassifier.load(threads=threads)
+        net = _rate(lambda c=classifier: c.probabilities(images), args.repeats)
 
-        def plugin() -> None:
+        def plugin(c: MorphologyClassifier = classifier) -> None:
             # Fresh alerts each time: stamps are decoded lazily and cached per alert.
-            classifier.classify([decode_alert(p) for p in packets])
+            c.classify([decode_alert(p) for p in packets])
 
         whole = _rate(plugin, max(args.repeats // 4, 1))
         print(

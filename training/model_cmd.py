@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"stampflow {args.command}: {exc}") from None
     if entry.training is None:
         raise SystemExit(f"stampflow {args.command}: {args.model} has no training jobs")
-    jobs = importlib.import_module(entry.training)
+    jobs = _import_jobs(entry.training, f"stampflow {args.command} {args.model}")
     presets = jobs.TRAIN_PRESETS if args.command == "train" else jobs.STUDY_PRESETS
     if args.preset not in presets:
         raise SystemExit(
@@ -80,6 +80,23 @@ def configure(config: Any, args: argparse.Namespace) -> Any:
     if "threads" in names:
         config = dataclasses.replace(config, threads=args.threads)
     return with_overrides(config, args.overrides)
+
+
+# What only `pip install 'stampflow[train]'` brings; serving installs leave it out.
+TRAIN_ONLY = ("torch", "galsim", "onnx", "onnxscript")
+
+
+def _import_jobs(module: str, who: str) -> Any:
+    """The model's jobs module, or one line naming the extra that a serving install lacks."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAIN_ONLY:
+            raise
+        raise SystemExit(
+            f"{who}: needs {exc.name}, which a serving install leaves out: "
+            "pip install 'stampflow[train]'"
+        ) from None
 
 
 def _threads(n: int) -> None:

@@ -260,3 +260,20 @@ def test_serving_needs_no_torch(blocker):
     assert done.returncode == 0, done.stderr[-3000:]
     n_morphology, n_blend = map(int, done.stdout.split())
     assert n_morphology >= 5 and n_blend == (30 if with_blend else 0)
+
+
+def test_without_torch_train_says_what_to_install_and_demo_still_runs():
+    hook = BLOCKERS["import hook"]
+    code = (
+        f"import sys\n{hook}\nfrom stampflow.stream.cli import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    train = subprocess.run(
+        [sys.executable, "-c", code, "train", "morphology"], capture_output=True, text=True
+    )
+    assert train.returncode != 0 and "Traceback" not in train.stderr
+    assert train.stderr.strip().splitlines() == [
+        "stampflow train morphology: needs torch, which a serving install leaves out: "
+        "pip install 'stampflow[train]'"
+    ]
+    demo = subprocess.run([sys.executable, "-c", code, "demo", "--help"], capture_output=True)
+    assert demo.returncode == 0, demo.stderr[-2000:]
