@@ -126,12 +126,13 @@ def _decode_wire(data: bytes, registry: Registry) -> AnyAlert:
     if len(data) <= WIRE_HEADER:
         raise PacketError("truncated", f"wire-format message of {len(data)} bytes has no record")
     schema_id = int.from_bytes(data[1:WIRE_HEADER], "big")
-    if isinstance(registry, Mapping):
+    lookup = getattr(registry, "lookup", None)  # a SchemaRegistry (its errors name it)
+    if lookup is not None:
+        given = lookup(schema_id)
+    else:
         given = registry.get(schema_id)
         if given is None:
             raise unknown_schema_id(schema_id)
-    else:
-        given = registry.lookup(schema_id)
     cached = _wire_schemas.get(schema_id)
     if cached is None or cached[0] is not given:
         cached = _wire_schemas[schema_id] = (given, writer_schema.from_registry(given))

@@ -4,7 +4,7 @@
 
 * ``LocalSchemas``: offline, a fixed set of schemas by id: ``LocalSchemas.rubin()`` holds
   every Rubin alert schema ``lsst-alert-packet`` ships (7.0 and later, id major*100+minor,
-  e.g. 701 for 7.1, in the parsing canonical form Rubin registers), ``from_directory`` reads
+  e.g. 701 for 7.1, each resolved into one self-contained schema), ``from_directory`` reads
   ``<id>.avsc`` files;
 * ``RemoteRegistry``: a Confluent-compatible registry server through confluent-kafka's
   ``SchemaRegistryClient`` (url and auth settings passed through), cached by id.
@@ -149,16 +149,17 @@ def rubin_versions(root: Path | None = None) -> dict[str, Path]:
 
 @cache
 def _rubin_schemas() -> LocalSchemas:
-    from fastavro.schema import load_schema, to_parsing_canonical_form
+    from fastavro.schema import load_schema
 
     root = lsst_schema_root()
     schemas = {}
     for version, primary in rubin_versions(root).items():
         # load_schema resolves the references to lsst.vM_m.diaSource etc. from the files
-        # beside it; the canonical form is what Rubin registers (scripts in the package).
-        schemas[rubin_schema_id(version)] = to_parsing_canonical_form(
-            load_schema(str(primary), _write_hint=False)
-        )
+        # beside it. Kept whole, not in the parsing canonical form Rubin's own registry
+        # serves: that form drops logical types (8.0's timestamp-micros), defaults and docs,
+        # which decoding and the output schema (Rubin's plus a field) need. Both forms read
+        # the same bytes.
+        schemas[rubin_schema_id(version)] = json.dumps(load_schema(str(primary), _write_hint=False))
     if not schemas:
         raise RuntimeError(f"no Rubin alert schemas (7.0 or later) under {root}")
     return LocalSchemas(schemas, "the Rubin schemas of lsst-alert-packet")
