@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stampflow-installed
 
-.PHONY: demo test lint format kafka-jars tools clean
+.PHONY: demo test lint format kafka-jars tools image clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,12 @@ kafka-jars:
 # promtool, the Prometheus server and a manifest renderer for the deployment tests
 tools:
 	deploy/install-tools.sh
+
+# The container image from a debootstrapped Debian base (no registry), built and run on the
+# demo and against a local broker; starts (and then stops) dockerd where none answers.
+# `make test` builds and runs it too (tests/deploy/test_image.py).
+image: kafka-jars
+	deploy/image/build.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/stampflow demo
