@@ -79,8 +79,20 @@ class KafkaSource:
     # -- the Source protocol -------------------------------------------------------------
 
     def poll(self, max_messages: int, timeout_s: float) -> list[SourceMessage]:
+        """Up to ``max_messages``, waiting at most ``timeout_s`` for the first one only.
+
+        librdkafka's ``consume(n, timeout)`` waits until it has ``n`` messages or the
+        timeout passes; the batcher needs what is there now instead (it closes a batch when
+        the stream pauses). So: what is queued, else wait for one, then what came with it.
+        """
+        consume = self._consumer.consume
+        messages = consume(num_messages=max_messages, timeout=0)
+        if not messages and timeout_s > 0:
+            messages = consume(num_messages=1, timeout=timeout_s)
+            if messages and max_messages > 1:
+                messages.extend(consume(num_messages=max_messages - 1, timeout=0))
         out: list[SourceMessage] = []
-        for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
+        for msg in messages:
             error = msg.error()
             if error is not None:
                 if error.fatal() or error.code() == KafkaError._FATAL:
