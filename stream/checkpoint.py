@@ -1,10 +1,10 @@
 """The daemon's commit order, in one place.
 
-Every batch goes through these steps, strictly in order, and the next batch is polled only
-after step 6. The loop (``loop.py``) does steps 1-3; a ``Checkpoint`` does steps 4-6:
+Every batch goes through these steps, strictly in order. The loop (``loop.py``) does steps
+1-3; a ``Checkpoint`` does steps 4-6:
 
-1. **poll**: the ``MicroBatcher`` fills a batch from the source (``max_batch`` messages or
-   ``max_wait_ms`` after the first one);
+1. **poll**: the ``MicroBatcher`` fills a batch from the source (``max_batch`` messages, or
+   once the source has had nothing for ``idle_ms``, or ``max_wait_ms`` after the first);
 2. **decode** every packet; a packet that fails becomes a dead letter (stage ``decode``);
 3. **classify** the decoded alerts with each configured classifier that applies (an alert a
    classifier fails on becomes a dead letter, stage ``classify``, after a retry of the
@@ -20,10 +20,21 @@ after step 6. The loop (``loop.py``) does steps 1-3; a ``Checkpoint`` does steps
    offset) and nothing is committed;
 6. **store and commit** the offsets: per partition, the batch's highest offset + 1.
 
+Sequentially (``overlap`` off), the next batch is polled only after step 6. With
+``overlap`` (the daemon's default) steps 1-3 of batch N+1 run while batch N's
+acknowledgements are on their way: N is sent (step 4), N+1 polled, decoded, classified and
+encoded, then N waited for and committed (steps 5-6), and only then N+1 sent. So each wait
+still covers exactly one batch's messages, outputs leave in input order, and at most one
+batch is in flight. If N fails (step 5), N+1 was never sent: it is dropped and rewound with
+N, from the lowest offset per partition of both (``rewind_also``), so nothing after N is
+skipped. A revocation first finishes N, then the partly filled batch (rewound with N if N
+failed); a stop, the end of an archive or an idle poll finish N at once. In exactly-once
+mode the same holds: N's transaction is committed before N+1's begins.
+
 So an offset is committed only when everything derived from it is durable: a crash at any
-point loses nothing, and re-delivers at most the one batch in hand (at-least-once,
-duplicates bounded by one batch per worker). How step 6 commits is the checkpoint's
-``Commits`` strategy: ``SourceCommits`` (``processing: at_least_once``) commits the
+point loses nothing, and re-delivers at most the batches in hand (at-least-once,
+duplicates bounded by one batch per worker, two with ``overlap``). How step 6 commits is
+the checkpoint's ``Commits`` strategy: ``SourceCommits`` (``processing: at_least_once``) commits the
 consumer's offsets; ``TransactionalCommits`` (``exactly_once``, ``transactions.py``) runs
 steps 4-6 inside one Kafka transaction, the offsets sent into it, so outputs and offsets
 become visible together or not at all (a refused output then aborts the transaction and
@@ -171,8 +182,14 @@ class Checkpoint:
         rewind: bool,
         stage_seconds: Mapping[str, float],
         classifier_seconds: Mapping[str, float],
+        rewind_also: Sequence[SourceMessage] = (),
     ) -> BatchResult:
-        """Wait for every acknowledgement, then commit; or rewind (when ``rewind``)."""
+        """Wait for every acknowledgement, then commit; or rewind (when ``rewind``).
+
+        ``rewind_also``: messages polled after this batch and not sent yet (the next batch,
+        when the loop overlaps): a rewind takes them back too, from the lowest offset per
+        partition of both, so nothing after the failed batch is skipped.
+        """
         started = time.perf_counter()
         stages = dict(stage_seconds)
         committing = None
@@ -192,7 +209,7 @@ class Checkpoint:
             )
             self._commits.abort()
             if rewind:
-                self._source.rewind(self._batch)
+                self._source.rewind((*self._batch, *rewind_also))
             stages["produce"] = self._send_s + time.perf_counter() - started
             return self._result(False, stages, classifier_seconds)
         stages["commit"] = time.perf_counter() - committing

@@ -18,6 +18,7 @@ from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive
 from stampflow.stream.batch_result import RunTotals
+from stampflow.stream.batcher import IDLE_CLOSE_MS
 from stampflow.stream.checkpoint import Commits
 from stampflow.stream.cluster_check import check_cluster
 from stampflow.stream.config import DaemonConfig
@@ -30,7 +31,12 @@ from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, servin
 from stampflow.stream.progress import CountingSource, OnCommitted
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
 from stampflow.stream.source import Source
-from stampflow.stream.threads import limit_pools, threads_per_worker
+from stampflow.stream.threads import (
+    ONNX_THREADS_VARIABLE,
+    limit_pools,
+    thread_environment,
+    threads_per_worker,
+)
 from stampflow.stream.topic_limits import bounded_batches, topic_message_limits
 from stampflow.stream.transactions import TransactionalCommits, transactional_id
 
@@ -40,6 +46,12 @@ log = logging.getLogger(__name__)
 # makes that safe (uncommitted work is delivered again).
 HARD_EXIT_GRACE_S = 10.0
 HARD_EXIT_CODE = 3
+# Prepare batch N+1 while batch N's acknowledgements come in (``checkpoint.py``), in both
+# processing modes. Would be ``batching.overlap`` (bool, default true).
+OVERLAP = True
+# A batch closes once the input has had nothing for this long (``batcher.py``). Would be
+# ``batching.idle_ms`` (int, 0 = off, default 5).
+IDLE_MS = IDLE_CLOSE_MS
 
 
 @dataclass(frozen=True)
@@ -100,8 +112,11 @@ def run_worker(
         ).start()
         log.info("metrics and probes on port %d", server.port)
 
-    classifiers = load_classifiers(config)
     threads = threads_per_worker(config.threads, config.workers)
+    # Read when the morphology plugin loads (ONNX Runtime's threads). ``stampflow run`` set
+    # it already; this covers a worker started in process. ``threads: auto`` keeps the user's.
+    thread_environment(threads, explicit=config.threads is not None, names=(ONNX_THREADS_VARIABLE,))
+    classifiers = load_classifiers(config)
     log.info("thread pools limited to %d per worker: %s", threads, limit_pools(threads) or "none")
     metrics.set_models((c.name, c.version, c.sha256) for c in classifiers)
     if not classifiers:
@@ -149,6 +164,8 @@ def run_worker(
         drain_timeout_s=config.shutdown.drain_timeout_s,
         mode=config.output.mode,
         commits=commits,
+        idle_ms=IDLE_MS or None,
+        overlap=OVERLAP,
     )
     restore = _install_signal_handlers(loop, config.shutdown.drain_timeout_s)
     try:

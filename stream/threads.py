@@ -7,7 +7,10 @@ process may run on, divided by the workers, at least 1):
 
 1. ``thread_environment``: ``OMP_NUM_THREADS`` and friends, set before the worker imports
    numpy or torch (the parent sets them before spawning; the libraries read them once,
-   at load). With ``threads: auto`` a variable the user set already is kept;
+   at load), and ``STAMPFLOW_MORPHOLOGY_THREADS``, which the morphology plugin reads when
+   it creates its ONNX Runtime session (``intra_op_num_threads``; ONNX Runtime follows
+   neither the OpenMP variables nor threadpoolctl). With ``threads: auto`` a variable the
+   user set already is kept;
 2. ``limit_pools``: what is loaded already, at run time: ``torch.set_num_threads`` and
    threadpoolctl's limits (OpenMP, BLAS) when threadpoolctl is installed.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,9 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
+    # ONNX Runtime ignores the OpenMP variables and threadpoolctl: the morphology plugin
+    # gives its session this many intra-op threads (classifiers/morphology/plugin.py).
+    ONNX_THREADS_VARIABLE := "STAMPFLOW_MORPHOLOGY_THREADS",
 )
 _LIMITS: list[object] = []  # threadpoolctl limiters, kept alive for the process's life
 
@@ -47,11 +53,16 @@ def threads_per_worker(threads: int | None, workers: int, cores: int | None = No
 
 
 def thread_environment(
-    n: int, *, explicit: bool, env: MutableMapping[str, str] | None = None
+    n: int,
+    *,
+    explicit: bool,
+    env: MutableMapping[str, str] | None = None,
+    names: Sequence[str] = THREAD_VARIABLES,
 ) -> None:
-    """Set the thread-count variables to ``n`` (``explicit``: over the user's own too)."""
+    """Set the thread-count variables ``names`` to ``n`` (``explicit``: over the user's own
+    too)."""
     env = os.environ if env is None else env
-    for name in THREAD_VARIABLES:
+    for name in names:
         if explicit or name not in env:
             env[name] = str(n)
 
