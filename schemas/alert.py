@@ -121,6 +121,11 @@ class Alert:
         return self.record["candidate"]["candid"] if candid is None else candid
 
     @property
+    def alert_id(self) -> int:
+        """The survey-neutral name of ``candid`` (``view.alert_id``)."""
+        return self.candid
+
+    @property
     def candidate(self) -> dict[str, Any]:
         return self.record["candidate"]
 

@@ -7,7 +7,16 @@ Because an Avro record is the concatenation of its fields and the repair leaves 
 unchanged, the output record is the input record's bytes as they came (``Alert.record_bytes``)
 plus the encoded ``stampflow`` field: no re-encoding of the ~40 KB alert, and the published
 alert is exactly what the survey sent (edits to ``Alert.record`` are not published). Slim
-output is ``slim.avsc``.
+output is ``slim.avsc``, for both surveys (filled from ``alert.view``).
+
+Rubin alerts (``rubin.RubinAlert``) get the same treatment: Rubin's own schema of their
+version plus the ``stampflow`` field. On Kafka they travel as Rubin's do, in the Confluent
+wire format (``message``): the annotated schema is registered with the encoder's
+``registry`` under the subject ``<subject_prefix>-<record full name>`` (Confluent's
+TopicRecordNameStrategy; e.g. ``stampflow-annotated-lsst.v7_1.alert``), once per schema,
+and its id frames every record. A ``LocalSchemas`` registry gives a deterministic id
+(``registry.local_schema_id``) and learns the schema. Without a registry, and for ZTF
+alerts and slim records, a message is one Avro container (self-describing) as before.
 
 ``encode_record`` gives one record's bytes with the output schema they are written in
 (``EncodedRecord``): the Kafka sink publishes ``EncodedRecord.container()`` (what ``encode``
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,12 +39,14 @@ from typing import Any
 
 import fastavro
 
-from stampflow.schemas.alert import Alert
+from stampflow.schemas.alert import JD_MINUS_MJD, ZTF_BANDS, Alert
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.avsc import slim_schema, stampflow_info_schema
 from stampflow.schemas.container import encode_long, header_prefix, new_sync, single_block
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.rubin import RubinAlert
 from stampflow.schemas.schema_repair import defined_names, repair_defaults
+from stampflow.schemas.wire import frame
 from stampflow.schemas.writer_schema import CACHE_SIZE, WriterSchema, full_name
 
 MODES = ("full", "slim")
@@ -43,6 +55,8 @@ UNION_BRANCH_1 = encode_long(1)  # the stampflow field is ["null", StampflowInfo
 
 
 SLIM_KEY = "slim"
+SUBJECT_PREFIX = "stampflow-annotated"  # the default output topic's name
+AnyAlert = Alert | RubinAlert
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class _Output:
     header_prefix: bytes  # the container header without its trailing sync marker
     splice: bool  # output record = input record bytes + stampflow field (see module doc)
     key: str  # "slim", or the input writer schema's fingerprint (12 hex digits)
+    subject: str | None = None  # the registry subject name's record part: Rubin full only
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,9 @@ class EncodedRecord:
     schema_json: bytes
     header_prefix: bytes  # a container header holding ``schema_json``, without its sync
     record: bytes
+    # Rubin full output: the record full name its registry subject is named after (the
+    # record travels in the wire format when the encoder has a registry); None otherwise.
+    subject: str | None = None
 
     def container(self, sync: bytes | None = None) -> bytes:
         """One Avro object container holding the output schema and this one record."""
@@ -82,22 +100,60 @@ def _installed_version() -> str:
 
 
 class OutputEncoder:
-    """Encodes annotated alerts; caches one output schema per input writer schema."""
+    """Encodes annotated alerts; caches one output schema per input writer schema.
 
-    def __init__(self, stampflow_version: str | None = None) -> None:
+    ``registry`` (a ``registry.RemoteRegistry``, ``LocalSchemas`` or a ``RetryingRegistry``
+    around one) is where annotated Rubin schemas are registered for the wire format;
+    ``subject_prefix`` names their subjects (the output topic).
+    """
+
+    def __init__(
+        self,
+        stampflow_version: str | None = None,
+        *,
+        registry: Any = None,
+        subject_prefix: str = SUBJECT_PREFIX,
+    ) -> None:
         self.stampflow_version = stampflow_version or _installed_version()
+        self.registry = registry
+        self.subject_prefix = subject_prefix
+        self._schema_ids: dict[bytes, int] = {}  # output schema JSON -> its registered id
+        self._ids_lock = threading.Lock()
         # Keyed by the (cached, shared) WriterSchema object; bounded like the schema cache.
         self._full = lru_cache(maxsize=CACHE_SIZE)(_full_output)
         self._slim = _prepare(slim_schema(), splice=False, key=SLIM_KEY)
         self._info = fastavro.parse_schema(stampflow_info_schema())
 
-    def schema_for(self, alert: Alert, mode: str) -> dict[str, Any]:
+    def message(self, encoded: EncodedRecord) -> bytes:
+        """The Kafka message value for ``encoded``: the wire format (magic byte, registered
+        schema id, record) for Rubin full output when there is a registry, else one Avro
+        container. Registering may raise ``registry.RegistryUnavailable``."""
+        if encoded.subject is None or self.registry is None:
+            return encoded.container()
+        return frame(self.schema_id(encoded), encoded.record)
+
+    def schema_id(self, encoded: EncodedRecord) -> int:
+        """The registry id of ``encoded``'s output schema (registered on first use)."""
+        known = self._schema_ids.get(encoded.schema_json)
+        if known is not None:
+            return known
+        if self.registry is None:
+            raise ValueError("no registry to register the output schema with")
+        subject = f"{self.subject_prefix}-{encoded.subject}"
+        with self._ids_lock:
+            known = self._schema_ids.get(encoded.schema_json)
+            if known is None:
+                known = self.registry.register(subject, encoded.schema_json.decode("utf-8"))
+                self._schema_ids[encoded.schema_json] = known
+        return known
+
+    def schema_for(self, alert: AnyAlert, mode: str) -> dict[str, Any]:
         """The output schema (JSON dict) an alert is written with in ``mode``."""
         return self._output(alert, mode).schema
 
     def record(
         self,
-        alert: Alert,
+        alert: AnyAlert,
         annotations: Sequence[Annotation],
         *,
         mode: str,
@@ -109,7 +165,7 @@ class OutputEncoder:
 
     def encode(
         self,
-        alert: Alert,
+        alert: AnyAlert,
         annotations: Sequence[Annotation],
         *,
         mode: str = "full",
@@ -122,7 +178,7 @@ class OutputEncoder:
 
     def encode_record(
         self,
-        alert: Alert,
+        alert: AnyAlert,
         annotations: Sequence[Annotation],
         *,
         mode: str = "full",
@@ -132,11 +188,13 @@ class OutputEncoder:
         output = self._output(alert, mode)
         body = io.BytesIO()
         self._write_record(body, output, alert, annotations, mode, processing_time_ms)
-        return EncodedRecord(output.key, output.schema_json, output.header_prefix, body.getvalue())
+        return EncodedRecord(
+            output.key, output.schema_json, output.header_prefix, body.getvalue(), output.subject
+        )
 
     def encode_many(
         self,
-        items: Sequence[tuple[Alert, Sequence[Annotation]]],
+        items: Sequence[tuple[AnyAlert, Sequence[Annotation]]],
         *,
         mode: str = "full",
         processing_time_ms: float,
@@ -171,7 +229,7 @@ class OutputEncoder:
         self,
         body: io.BytesIO,
         output: _Output,
-        alert: Alert,
+        alert: AnyAlert,
         annotations: Sequence[Annotation],
         mode: str,
         processing_time_ms: float,
@@ -186,9 +244,7 @@ class OutputEncoder:
         try:
             fastavro.schemaless_writer(body, schema, value)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise PacketError(
-                "encode_failed", f"alert {alert.object_id}/{alert.candid} does not encode: {exc}"
-            ) from exc
+            raise PacketError("encode_failed", f"{describe(alert)} does not encode: {exc}") from exc
 
     def _block(
         self, annotations: Sequence[Annotation], processing_time_ms: float
@@ -200,7 +256,7 @@ class OutputEncoder:
             "annotations": [_annotation(item) for item in annotations],
         }
 
-    def _output(self, alert: Alert, mode: str) -> _Output:
+    def _output(self, alert: AnyAlert, mode: str) -> _Output:
         _check_mode(mode)
         if mode == "slim":
             return self._slim
@@ -220,8 +276,9 @@ def _full_output(writer_schema: WriterSchema) -> _Output | PacketError:
         schema = _full_schema(writer)
     except PacketError as exc:
         return exc
+    subject = full_name(writer) if writer_schema.survey == "rubin" else None
     try:
-        return _prepare(schema, splice=splice, key=writer_schema.fingerprint[:12])
+        return _prepare(schema, splice=splice, key=writer_schema.fingerprint[:12], subject=subject)
     except Exception as exc:  # e.g. a reference to a type only the dropped field defined
         return PacketError(
             "schema_conflict",
@@ -252,16 +309,42 @@ def _full_schema(writer: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _prepare(schema: dict[str, Any], *, splice: bool, key: str) -> _Output:
+def _prepare(
+    schema: dict[str, Any], *, splice: bool, key: str, subject: str | None = None
+) -> _Output:
     schema_json = json.dumps(schema, separators=(",", ":")).encode()
     return _Output(
-        schema, fastavro.parse_schema(schema), schema_json, header_prefix(schema_json), splice, key
+        schema,
+        fastavro.parse_schema(schema),
+        schema_json,
+        header_prefix(schema_json),
+        splice,
+        key,
+        subject,
     )
 
 
-def _record(alert: Alert, mode: str, block: dict[str, Any]) -> dict[str, Any]:
+def describe(alert: AnyAlert) -> str:
+    """``alert <objectId>/<alert id>`` for messages (Rubin: diaObjectId/diaSourceId)."""
+    return f"alert {alert.object_id}/{alert.candid}"
+
+
+def _record(alert: AnyAlert, mode: str, block: dict[str, Any]) -> dict[str, Any]:
     if mode == "full":
         return {**alert.record, STAMPFLOW_FIELD: block}
+    if isinstance(alert, RubinAlert):
+        object_id = alert.object_id
+        return {
+            "objectId": "" if object_id is None else str(object_id),
+            "candid": alert.alert_id,
+            "ra": alert.ra,
+            "dec": alert.dec,
+            "jd": alert.mjd + JD_MINUS_MJD,
+            "fid": 0,
+            "survey": alert.survey,
+            "band": alert.band,
+            STAMPFLOW_FIELD: block,
+        }
     return {
         "objectId": alert.object_id,
         "candid": alert.candid,
@@ -269,6 +352,8 @@ def _record(alert: Alert, mode: str, block: dict[str, Any]) -> dict[str, Any]:
         "dec": alert.dec,
         "jd": alert.jd,
         "fid": alert.fid,
+        "survey": alert.survey,
+        "band": ZTF_BANDS.get(alert.fid),
         STAMPFLOW_FIELD: block,
     }
 

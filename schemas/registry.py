@@ -2,27 +2,36 @@
 
 ``SchemaRegistry`` is what ``codec.decode_packet(data, registry=...)`` asks; two kinds:
 
-* ``LocalSchemas``: offline, a fixed set of schemas by id: ``LocalSchemas.rubin()`` holds
-  every Rubin alert schema ``lsst-alert-packet`` ships (7.0 and later, id major*100+minor,
-  e.g. 701 for 7.1, each resolved into one self-contained schema), ``from_directory`` reads
-  ``<id>.avsc`` files;
+* ``LocalSchemas``: offline, a set of schemas by id: ``LocalSchemas.rubin()`` holds every
+  Rubin alert schema 7.0 and later (id major*100+minor, e.g. 701 for 7.1, each resolved into
+  one self-contained schema), vendored in ``schemas/rubin/<id>.avsc`` so serving needs no
+  lsst package (``python -m stampflow.schemas.vendor_rubin`` regenerates them from
+  ``lsst-alert-packet``); ``from_directory`` reads ``<id>.avsc`` files;
 * ``RemoteRegistry``: a Confluent-compatible registry server through confluent-kafka's
   ``SchemaRegistryClient`` (url and auth settings passed through), cached by id.
 
+Both can ``register(subject, schema)`` (the annotated output schemas): the server assigns
+the id; ``LocalSchemas`` derives a deterministic one from the schema (``local_schema_id``)
+and learns it, so its own output decodes again.
+
 An id the registry does not have is ``PacketError("unknown_schema_id")`` (dead-letter the
 message); a registry that cannot answer is ``RegistryUnavailable`` (retry later: the message
-is fine).
+is fine). ``RetryingRegistry`` wraps either and retries ``RegistryUnavailable`` with
+back-off, for the daemon; ``open_registry`` builds the one the settings name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +39,13 @@ from stampflow.schemas.errors import PacketError
 
 RUBIN_MIN_MAJOR = 7  # the first version with the alert layout the daemon reads
 RUBIN_SUBJECT = "alert-packet"  # the subject Rubin registers every version under
+VENDORED_RUBIN = "rubin"  # schemas/rubin/<id>.avsc: Rubin's schemas, shipped with stampflow
+RUBIN_LOCAL = "rubin"  # the ``local`` setting naming them (else a directory path)
+# Deterministic ids of schemas registered with ``LocalSchemas`` (stampflow's annotated
+# output): in [2**30, 2**31), far from Rubin's major*100+minor and from server-assigned ids.
+LOCAL_ID_BASE = 2**30
+
+log = logging.getLogger(__name__)
 
 
 class RegistryUnavailable(RuntimeError):
@@ -53,6 +69,18 @@ def unknown_schema_id(schema_id: int, where: str = "the registry") -> PacketErro
     return PacketError("unknown_schema_id", f"schema id {schema_id} is not in {where}")
 
 
+def local_schema_id(schema: str | dict[str, Any]) -> int:
+    """The id ``LocalSchemas.register`` gives ``schema``: from its parsing canonical form, so
+    the same schema gets the same id in every process and on every machine."""
+    from fastavro import parse_schema
+    from fastavro.schema import to_parsing_canonical_form
+
+    parsed = json.loads(schema) if isinstance(schema, str) else schema
+    canonical = to_parsing_canonical_form(parse_schema(parsed, _write_hint=False))
+    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
+    return LOCAL_ID_BASE + int.from_bytes(digest[:4], "big") % LOCAL_ID_BASE
+
+
 def rubin_schema_id(version: str) -> int:
     """Rubin's registry id of a schema version: ``"7.1"`` -> 701, ``"11.0"`` -> 1100."""
     major, _, minor = version.partition(".")
@@ -64,12 +92,46 @@ def rubin_schema_id(version: str) -> int:
 class LocalSchemas(Mapping[int, str]):
     """A fixed set of schemas by id, held as JSON text; also a read-only mapping."""
 
-    def __init__(self, schemas: Mapping[int, str | dict[str, Any]], where: str = "") -> None:
+    def __init__(
+        self,
+        schemas: Mapping[int, str | dict[str, Any]],
+        where: str = "",
+        *,
+        directory: Path | None = None,
+    ) -> None:
         self._schemas = {
             int(schema_id): schema if isinstance(schema, str) else json.dumps(schema)
             for schema_id, schema in schemas.items()
         }
         self.where = where or f"the local schemas ({len(self._schemas)} ids)"
+        # from_directory: registered schemas are written there too (other readers find them)
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def register(self, subject: str, schema: str | dict[str, Any]) -> int:
+        """Learn ``schema`` under its deterministic id (``local_schema_id``) and return it.
+
+        ``subject`` is accepted for symmetry with ``RemoteRegistry`` (ids are per schema).
+        With a directory (``from_directory``), the schema is also written there as
+        ``<id>.avsc``, so another process reading the directory decodes what was framed.
+        """
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        schema_id = local_schema_id(text)
+        with self._lock:
+            known = self._schemas.get(schema_id)
+            if known is not None and json.loads(known) != json.loads(text):
+                raise ValueError(f"schema id {schema_id} already holds another schema")
+            self._schemas[schema_id] = text
+        if self.directory is not None and known is None:
+            file = self.directory / f"{schema_id}.avsc"
+            if not file.exists():
+                try:
+                    partial = file.with_suffix(".avsc.part")
+                    partial.write_text(text + "\n", encoding="utf-8")
+                    partial.replace(file)
+                except OSError as exc:  # a read-only directory: known in this process only
+                    log.warning("cannot write %s: %s", file, exc)
+        return schema_id
 
     def lookup(self, schema_id: int) -> str:
         schema = self._schemas.get(schema_id)
@@ -88,8 +150,10 @@ class LocalSchemas(Mapping[int, str]):
 
     @classmethod
     def rubin(cls) -> LocalSchemas:
-        """Every Rubin alert schema (7.0 and later) that the installed lsst-alert-packet ships."""
-        return _rubin_schemas()
+        """Every Rubin alert schema 7.0 and later, as vendored in ``schemas/rubin/`` (a fresh
+        object: what one registers is not seen by another)."""
+        vendored = _vendored_rubin()
+        return cls(dict(vendored.items()), vendored.where)
 
     @classmethod
     def from_directory(cls, path: str | Path) -> LocalSchemas:
@@ -105,7 +169,7 @@ class LocalSchemas(Mapping[int, str]):
                 schemas[int(file.stem)] = text
         if not schemas:
             raise ValueError(f"no <id>.avsc schema files in {folder}")
-        return cls(schemas, f"the schema directory {folder}")
+        return cls(schemas, f"the schema directory {folder}", directory=folder)
 
     def write_directory(self, path: str | Path) -> list[Path]:
         """Write every schema as ``<id>.avsc`` (what ``from_directory`` reads back)."""
@@ -148,7 +212,26 @@ def rubin_versions(root: Path | None = None) -> dict[str, Path]:
 
 
 @cache
-def _rubin_schemas() -> LocalSchemas:
+def _vendored_rubin() -> LocalSchemas:
+    folder = files("stampflow.schemas").joinpath(VENDORED_RUBIN)
+    schemas = {
+        int(entry.name.removesuffix(".avsc")): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".avsc") and entry.name.removesuffix(".avsc").isdigit()
+    }
+    if not schemas:
+        raise RuntimeError(f"no vendored Rubin schemas in {folder}")
+    return LocalSchemas(schemas, "stampflow's Rubin schemas (7.0 onwards)")
+
+
+def lsst_rubin_schemas() -> LocalSchemas:
+    """Every Rubin alert schema (7.0 and later) the installed lsst-alert-packet ships: what
+    ``schemas/rubin/`` is regenerated from (``vendor_rubin``)."""
+    return _lsst_rubin_schemas()
+
+
+@cache
+def _lsst_rubin_schemas() -> LocalSchemas:
     from fastavro.schema import load_schema
 
     root = lsst_schema_root()
@@ -257,3 +340,98 @@ class RemoteRegistry:
             self._schemas.setdefault(schema_id, text)
             self._unknown.pop(schema_id, None)
         return schema_id
+
+
+class RetryingRegistry:
+    """A registry whose ``RegistryUnavailable`` is retried, with back-off, until it answers.
+
+    For the daemon: a registry that is down is nobody's fault, so the message waits instead
+    of becoming a dead letter, and the worker does not crash. ``on_retry(seconds, error)``
+    is told of each wait (a metric, a log line); ``beat()`` is called while waiting (the
+    liveness heartbeat), and ``stopping()`` ends the waiting by re-raising the error (the
+    batch is then not committed, so it comes again). ``unknown_schema_id`` is passed on at
+    once: that one is the message's fault.
+    """
+
+    def __init__(
+        self,
+        inner: SchemaRegistry,
+        *,
+        first_wait_s: float = 0.5,
+        max_wait_s: float = 30.0,
+        on_retry: Callable[[float, RegistryUnavailable], None] | None = None,
+        on_answer: Callable[[], None] | None = None,
+        beat: Callable[[], None] | None = None,
+        stopping: Callable[[], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inner = inner
+        self.first_wait_s = first_wait_s
+        self.max_wait_s = max_wait_s
+        self.on_retry = on_retry
+        self.on_answer = on_answer
+        self.beat = beat
+        self.stopping = stopping
+        self._sleep = sleep
+
+    @property
+    def where(self) -> str:
+        return str(getattr(self.inner, "where", None) or getattr(self.inner, "url", "registry"))
+
+    def lookup(self, schema_id: int) -> str | dict[str, Any]:
+        return self._retried(lambda: self.inner.lookup(schema_id))
+
+    def register(self, subject: str, schema: str | dict[str, Any]) -> int:
+        register = getattr(self.inner, "register", None)
+        if register is None:
+            raise TypeError(f"{type(self.inner).__name__} cannot register schemas")
+        return self._retried(lambda: register(subject, schema))
+
+    def _retried(self, call: Callable[[], Any]) -> Any:
+        wait = self.first_wait_s
+        failed = False
+        while True:
+            try:
+                answer = call()
+            except RegistryUnavailable as exc:
+                if self.stopping is not None and self.stopping():
+                    raise
+                failed = True
+                if self.on_retry is not None:
+                    self.on_retry(wait, exc)
+                log.warning("%s; retrying in %.1f s", exc, wait)
+                self._wait(wait)
+                wait = min(self.max_wait_s, wait * 2)
+                continue
+            if failed and self.on_answer is not None:
+                self.on_answer()
+            return answer
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            if self.beat is not None:
+                self.beat()
+            left = end - time.monotonic()
+            if left <= 0 or (self.stopping is not None and self.stopping()):
+                return
+            self._sleep(min(left, 1.0))
+
+
+def open_registry(
+    url: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    local: str | Path | None = None,
+) -> SchemaRegistry | None:
+    """The registry the settings name: ``RemoteRegistry(url, config)``, or with ``local``
+    ``LocalSchemas.rubin()`` (``"rubin"``) or ``LocalSchemas.from_directory(local)``; None
+    when neither is set. Both set is a ``ValueError``: ids of one mean nothing to the other."""
+    if url and local:
+        raise ValueError("set either a schema registry url or a local schema directory, not both")
+    if url:
+        return RemoteRegistry(url, config)
+    if local is None or str(local) == "":
+        return None
+    if str(local) == RUBIN_LOCAL:
+        return LocalSchemas.rubin()
+    return LocalSchemas.from_directory(local)

@@ -80,6 +80,12 @@ class RubinAlert:
         return self.record["diaSourceId"] if alert_id is None else alert_id
 
     @property
+    def candid(self) -> int:
+        """``alert_id`` under ZTF's name, so code that names alerts by ``candid`` (error
+        messages, the pipeline finding the alert an error names) works for both surveys."""
+        return self.alert_id
+
+    @property
     def object_id(self) -> int | None:
         """``diaObjectId``, else ``ssObjectId`` (a solar-system source); None when neither."""
         source = self.dia_source

@@ -7,6 +7,10 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
       topics: [ztf-alerts]
       group_id: stampflow
       archive: ./night.tar.gz        # a directory, a glob or a nightly .tar.gz of packets
+      schema_registry:               # writer schemas of Confluent wire-format messages (Rubin)
+        url: https://registry:8081   # a Confluent-compatible registry, or:
+        local: rubin                 # offline: Rubin's schemas (ids 700...), or a dir of <id>.avsc
+        config: {basic.auth.user.info: user:secret, timeout: 10}   # SchemaRegistryClient's
     output:
       topic: stampflow-annotated     # Kafka mode
       dir: ./out/annotated           # archive mode: Avro container files
@@ -32,7 +36,10 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
 Environment overrides: ``STAMPFLOW_<SECTION>__<KEY>=value`` (for example
 ``STAMPFLOW_BATCHING__MAX_BATCH=64``, ``STAMPFLOW_INPUT__TOPICS=a,b``, ``STAMPFLOW_WORKERS=4``)
 and ``STAMPFLOW_KAFKA__<property>`` for any librdkafka property (``STAMPFLOW_KAFKA__SASL_PASSWORD``
-and ``STAMPFLOW_KAFKA__SASL__PASSWORD`` both become ``sasl.password``).
+and ``STAMPFLOW_KAFKA__SASL__PASSWORD`` both become ``sasl.password``); the schema registry
+client's settings likewise: ``STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__BASIC_AUTH_USER_INFO``
+is ``input.schema_registry.config`` ``basic.auth.user.info`` (and
+``STAMPFLOW_INPUT__SCHEMA_REGISTRY__URL`` the url).
 
 Values are never coerced by YAML: the file is read with every scalar as text (so an unquoted
 password ``012345``, ``yes`` or ``~`` stays exactly what was written), environment values are
@@ -77,6 +84,8 @@ _SECRET_MARKERS = (
     "ssl_key",
     "keystore",
     "oauthbearer.config",
+    "auth.user.info",  # the schema registry's basic.auth.user.info (user:password)
+    "bearer.auth",
 )
 REDACTED = "***"
 FILE_KEY = "<file>"  # the key of errors about the config file itself
@@ -116,12 +125,79 @@ def check_topic_name(key: str, name: str) -> None:
         )
 
 
+# SchemaRegistryClient settings it wants as numbers (text from the file is converted).
+_REGISTRY_NUMBERS = (
+    "timeout",
+    "cache.capacity",
+    "cache.latest.ttl.sec",
+    "max.retries",
+    "retries.wait.ms",
+    "retries.max.wait.ms",
+)
+RUBIN_SCHEMAS = "rubin"  # input.schema_registry.local: the Rubin schemas stampflow ships
+
+
+@dataclass(frozen=True)
+class SchemaRegistryConfig:
+    """Where wire-format messages' writer schemas come from (``input.schema_registry``).
+
+    ``url``: a Confluent-compatible registry (Confluent, Apicurio's ``/apis/ccompat/v7``,
+    Karapace), ``config`` passed to confluent-kafka's ``SchemaRegistryClient`` as is
+    (``basic.auth.user.info``, ``ssl.ca.location``, ``timeout``, ...; secrets from
+    ``STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__...`` like the Kafka settings). ``local``:
+    offline, ``rubin`` (Rubin's schemas 7.0 onwards under Rubin's ids, 700...) or a
+    directory of ``<id>.avsc`` files. Neither: only Avro container packets (ZTF) decode.
+    """
+
+    url: str | None = None
+    local: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        key = "input.schema_registry"
+        if self.url is not None and self.local is not None:
+            raise ConfigError(key, "set either url (a registry) or local (offline), not both")
+        if self.url is not None and not re.match(r"https?://[^/\s]+", self.url):
+            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+        if self.local is not None and self.local != RUBIN_SCHEMAS:
+            folder = Path(self.local)
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"{key}.local", f"{self.local!r} is neither 'rubin' nor a directory"
+                )
+            if not any(f.stem.isdigit() for f in folder.glob("*.avsc")):
+                raise ConfigError(f"{key}.local", f"no <id>.avsc schema files in {self.local}")
+        if self.config and self.url is None:
+            raise ConfigError(f"{key}.config", "needs input.schema_registry.url")
+        if "url" in self.config:
+            raise ConfigError(f"{key}.config.url", "set input.schema_registry.url instead")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None or self.local is not None
+
+    def open(self) -> Any:
+        """The ``SchemaRegistry`` these settings name (``schemas.registry.open_registry``),
+        or None when neither url nor local is set."""
+        from stampflow.schemas.registry import open_registry
+
+        return open_registry(self.url, self.config, self.local)
+
+    def __repr__(self) -> str:
+        url = re.sub(r"//[^/@]*@", f"//{REDACTED}@", self.url) if self.url else None
+        return (
+            f"SchemaRegistryConfig(url={url!r}, local={self.local!r}, "
+            f"config={redact(self.config)!r})"
+        )
+
+
 @dataclass(frozen=True)
 class InputConfig:
     bootstrap: str | None = None
     topics: tuple[str, ...] = ("ztf-alerts",)
     group_id: str = "stampflow"
     archive: str | None = None
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
 
     def __post_init__(self) -> None:
         if self.bootstrap is not None and not self.topics:
@@ -386,6 +462,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
             continue
         path = name[len(ENV_PREFIX) :].split("__")
         section = path[0].lower()
+        if path[:3] == ["INPUT", "SCHEMA_REGISTRY", "CONFIG"] and len(path) >= 4:
+            prop = ".".join(p if "." in p else p.lower().replace("_", ".") for p in path[3:])
+            found[f"input.schema_registry.config.{prop}"] = text
+            continue
         if section == "kafka" and len(path) >= 2:
             # SASL_PASSWORD and SASL__PASSWORD are both sasl.password; dotted names pass as is.
             parts = path[1:]
@@ -405,10 +485,10 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     if not rest:
         raw[head] = value
         return
-    if head == "kafka":  # property names contain dots themselves
-        if not isinstance(raw.get("kafka"), dict):
-            raw["kafka"] = {}
-        raw["kafka"][rest] = value
+    if head in ("kafka", "config"):  # property names contain dots themselves
+        if not isinstance(raw.get(head), dict):
+            raw[head] = {}
+        raw[head][rest] = value
         return
     section = raw.get(head)
     if section is None or _is_null(section):
@@ -486,6 +566,8 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
         return _as_float(key, value)
     if key == "input.topics":
         return _as_topics(value)
+    if key == "input.schema_registry":
+        return _build_schema_registry(value)
     raise TypeError(f"no conversion for {key} ({hint})")  # a new field needs one here
 
 
@@ -569,6 +651,44 @@ def _build_classifiers(value: Any) -> tuple[ClassifierSpec, ...]:
                 f"classifiers[{i}]", f"must be a name or {{name, model_dir}}: {item!r}"
             )
     return tuple(specs)
+
+
+def _build_schema_registry(value: Any) -> SchemaRegistryConfig:
+    key = "input.schema_registry"
+    if _is_null(value):
+        return SchemaRegistryConfig()
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a mapping with url, local and config")
+    unknown = set(value) - {"url", "local", "config"}
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; known: url, local, config")
+    url, local = value.get("url"), value.get("local")
+    return SchemaRegistryConfig(
+        url=None if _is_null(url) else _as_text(f"{key}.url", url),
+        local=None if _is_null(local) else _as_text(f"{key}.local", local),
+        config=_registry_client_config(value.get("config")),
+    )
+
+
+def _registry_client_config(value: Any) -> dict[str, Any]:
+    """``SchemaRegistryClient`` settings: text as written, numbers where it wants numbers."""
+    key = "input.schema_registry.config"
+    if _is_null(value):
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a mapping of SchemaRegistryClient settings")
+    settings: dict[str, Any] = {}
+    for name, item in value.items():
+        name = str(name)
+        if isinstance(item, dict | list):
+            raise ConfigError(f"{key}.{name}", "must be a single value, not a list or mapping")
+        if name in _REGISTRY_NUMBERS:
+            item = _as_float(f"{key}.{name}", item)
+            item = int(item) if item.is_integer() else item
+        elif isinstance(item, str) and item in ("true", "false") and name == "ssl.ca.location":
+            item = item == "true"  # the client's "verify" switch
+        settings[name] = item
+    return settings
 
 
 def _build_kafka(value: Any) -> dict[str, str]:

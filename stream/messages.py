@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stampflow.schemas.alert import Alert
 from stampflow.schemas.annotation import Annotation
+from stampflow.schemas.codec import AnyAlert
 from stampflow.schemas.encode import EncodedRecord
 
 STAGES = ("decode", "classify", "encode", "produce")
@@ -29,17 +29,18 @@ class SourceMessage:
 
 @dataclass(frozen=True, slots=True)
 class DecodedAlert:
-    """An alert decoded from ``message`` (a container packet may hold several)."""
+    """An alert decoded from ``message`` (a container packet may hold several): a ZTF
+    ``Alert`` or a ``RubinAlert``; both have ``view``, ``survey`` and ``candid``."""
 
     message: SourceMessage
-    alert: Alert
+    alert: AnyAlert
     decode_s: float  # this packet's share of decode time, for ``processing_time_ms``
 
 
 @dataclass(frozen=True, slots=True)
 class AnnotatedAlert:
     message: SourceMessage
-    alert: Alert
+    alert: AnyAlert
     annotations: tuple[Annotation, ...]
     processing_time_ms: float
 
@@ -48,14 +49,15 @@ class AnnotatedAlert:
 class EncodedOutput:
     """An annotated alert as output bytes: what a sink transports, and nothing else.
 
-    ``container`` (one Avro object container: schema + record) is the Kafka message value;
+    ``container`` is the Kafka message value (one Avro object container: schema + record;
+    a Rubin alert's full output with a registry: the Confluent wire format instead);
     file sinks append ``encoded.record`` under one header per ``encoded.key`` instead, so
     it is only built when the sink asks for it (``encode_batch(containers=True)``).
     """
 
     item: AnnotatedAlert
     encoded: EncodedRecord
-    key: bytes | None  # the Kafka message key: the alert's objectId
+    key: bytes | None  # the Kafka message key: the alert's object id (None: it has none)
     container: bytes | None = None
 
     @property

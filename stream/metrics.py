@@ -164,10 +164,44 @@ class DaemonMetrics:
             registry=registry,
         )
 
+        self._input: InputMetrics | None = None
+
+    def input_metrics(self) -> InputMetrics:
+        """The schema registry's and the surveys' metrics, registered on first use: only a
+        worker with ``input.schema_registry`` configured exports them."""
+        if self._input is None:
+            self._input = InputMetrics(self.registry)
+        return self._input
+
     def set_models(self, models: Iterable[tuple[str, str, str]]) -> None:
         """Export ``(classifier, version, sha256)`` of every loaded model."""
         for name, version, sha256 in models:
             self.model_info.labels(classifier=name, version=version, sha256=sha256).set(1)
+
+
+class InputMetrics:
+    """What a worker reading wire-format messages (Rubin) adds: alerts by survey, and the
+    schema registry's health."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decoded = Counter(
+            "stampflow_alerts_decoded_total",
+            "Alerts decoded, by survey (ztf, rubin) and schema version",
+            ["survey", "schema_version"],
+            registry=registry,
+        )
+        self.registry_retries = Counter(
+            "stampflow_schema_registry_retries_total",
+            "Waits (with back-off) on a schema registry that could not be reached; the "
+            "batch is held back, not dead-lettered",
+            registry=registry,
+        )
+        self.registry_up = Gauge(
+            "stampflow_schema_registry_up",
+            "0 while the schema registry cannot be reached, 1 once it answers",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
 
 
 def ready_value(registry: CollectorRegistry) -> float:

@@ -97,6 +97,8 @@ def test_slim_output_carries_ids_position_time_band_and_annotations(ztf_packets,
             "dec": alert.dec,
             "jd": alert.jd,
             "fid": alert.fid,
+            "survey": "ztf",  # slim 1.1
+            "band": {1: "g", 2: "r", 3: "i"}[alert.fid],
             "stampflow": EXPECTED_BLOCK,
         }
         assert _fastavro_read(out) == [expected]
