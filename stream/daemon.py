@@ -30,7 +30,7 @@ from stampflow.stream.loop import ProcessingLoop
 from stampflow.stream.metrics import DaemonMetrics, multiprocess_enabled, serving_registry
 from stampflow.stream.progress import CountingSource, OnCommitted
 from stampflow.stream.sinks import AvroFileSink, KafkaSink, Sink
-from stampflow.stream.source import Source
+from stampflow.stream.source import Source, survey_codec
 from stampflow.stream.threads import (
     ONNX_THREADS_VARIABLE,
     limit_pools,
@@ -152,6 +152,8 @@ def run_worker(
         if on_committed is not None:
             source = CountingSource(source, on_committed)
 
+    # Input schema registry (Rubin's wire format) for decoding and the annotated output.
+    decode, encoder = survey_codec(config, metrics, beat=heartbeat.beat)
     loop = ProcessingLoop(
         source=source,
         sink=sink,
@@ -163,6 +165,8 @@ def run_worker(
         max_wait_ms=config.batching.max_wait_ms,
         drain_timeout_s=config.shutdown.drain_timeout_s,
         mode=config.output.mode,
+        encoder=encoder,
+        decode=decode,
         commits=commits,
         idle_ms=IDLE_MS or None,
         overlap=OVERLAP,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stampflow.classifiers.base import Classifier
+from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.encode import OutputEncoder
 from stampflow.stream.batch_result import Recorder, RunTotals
 from stampflow.stream.batcher import IDLE_CLOSE_MS, MicroBatcher
@@ -21,7 +22,7 @@ from stampflow.stream.encode_stage import encode_batch
 from stampflow.stream.health import Heartbeat
 from stampflow.stream.messages import DeadLetter, EncodedOutput, SourceMessage
 from stampflow.stream.metrics import DaemonMetrics
-from stampflow.stream.pipeline import classify_batch, decode_batch
+from stampflow.stream.pipeline import Decoder, classify_batch, decode_batch
 from stampflow.stream.sinks import Sink
 from stampflow.stream.source import Source
 
@@ -60,6 +61,7 @@ class ProcessingLoop:
         drain_timeout_s: float,
         mode: str = "full",
         encoder: OutputEncoder | None = None,
+        decode: Decoder = decode_packet,  # e.g. source.SurveyDecoder: with a schema registry
         commits: Commits | None = None,
         idle_ms: float | None = IDLE_CLOSE_MS,
         overlap: bool = False,
@@ -83,6 +85,7 @@ class ProcessingLoop:
         )
         self._mode = mode
         self._encoder = encoder or OutputEncoder()
+        self._decode = decode
         self._drain_timeout_s = drain_timeout_s
         self._overlap = overlap
         self._in_flight: _Sent | None = None  # overlap: the batch sent and not yet committed
@@ -150,7 +153,7 @@ class ProcessingLoop:
         prepared = _Prepared(batch, [], [])
         stages = prepared.stages
 
-        decoded, dead = decode_batch(batch)  # step 2
+        decoded, dead = decode_batch(batch, self._decode)  # step 2
         classify_started = time.perf_counter()
         stages["decode"] = classify_started - batch_started
 
