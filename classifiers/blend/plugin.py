@@ -48,6 +48,9 @@ class BlendClassifier:
         return cls(BlendModel.from_bundle(bundle), bundle.version, bundle.sha256)
 
     def applies_to(self, alert: Alert) -> bool:
+        # The survey first: a Rubin alert has a cutoutTemplate too, at 0.2"/px.
+        if not SPEC.takes_survey(alert):
+            return False
         # A template field that is there but empty is a broken stamp, not a missing one.
         return alert.record.get(SPEC.cutout) is not None
 

@@ -27,10 +27,13 @@ class BlendSpec(ClassifierSpec):
     min_coverage: float  # share of the crop on unmasked stamp pixels
 
 
+# ZTF's template stamps only (1.01"/px, 63 px): a Rubin alert is never shown to it. The
+# Rubin blend model (0.2"/px) is a spec of its own, with its own bundle.
 SPEC = BlendSpec(
     name="blend",
     version="2.0.0",
     labels=("single", "blend"),
+    surveys=("ztf",),
     cutout="cutoutTemplate",
     stamp_kind="template",
     pixel_scale_arcsec=1.01,

@@ -229,6 +229,8 @@ class MorphologyClassifier:
         return self.serving.ambiguous_threshold
 
     def applies_to(self, alert: Alert) -> bool:
+        if not SPEC.takes_survey(alert):  # ZTF-style packets only (the multiband extension)
+            return False
         try:
             multiband = alert.multiband
         except PacketError:

@@ -23,10 +23,12 @@ class MorphologySpec(ClassifierSpec):
     scale_tolerance: float
 
 
+# Its multiband JWST cutouts ride on ZTF-style packets (``cutoutMultiband``), as today.
 SPEC = MorphologySpec(
     name="morphology",
     version="2.0.0",
     labels=("spiral", "shell", "bipolar", "irregular", "no_gas"),
+    surveys=("ztf",),
     cutout="cutoutMultiband",
     filters=("F200W", "F277W", "F356W", "F444W"),
     grid_scale_arcsec=0.063,

@@ -1,8 +1,10 @@
 """A toy stampflow classifier plugin: is the alert brighter than a magnitude threshold?
 
-It shows the whole contract a broker's own model meets: a frozen spec, a class with
-``load``/``applies_to``/``classify``, and a ``ClassifierEntry`` that the
-``stampflow.classifiers`` entry point names (see ``pyproject.toml``).
+It shows the whole contract a broker's own model meets: a frozen spec (naming the surveys
+it takes), a class with ``load``/``applies_to``/``classify``, and a ``ClassifierEntry`` that
+the ``stampflow.classifiers`` entry point names (see ``pyproject.toml``). It reads the
+survey-neutral ``alert.view``, so it serves ZTF and Rubin alerts alike (Rubin's magnitude is
+the AB magnitude of ``psfFlux``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pathlib import Path
 
 from stampflow.classifiers.base import ClassifierSpec
 from stampflow.classifiers.registry import ClassifierEntry
-from stampflow.schemas.alert import Alert
 from stampflow.schemas.annotation import Annotation
+from stampflow.schemas.codec import AnyAlert
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,11 @@ class BrightnessSpec(ClassifierSpec):
 
 
 SPEC = BrightnessSpec(
-    name="brightness", version="0.1.0", labels=("bright", "faint"), threshold_mag=18.0
+    name="brightness",
+    version="0.1.0",
+    labels=("bright", "faint"),
+    threshold_mag=18.0,
+    surveys=("ztf", "rubin"),
 )
 
 
@@ -36,13 +42,13 @@ class BrightnessClassifier:
     def load(cls, model_dir: Path | None = None) -> BrightnessClassifier:
         return cls()
 
-    def applies_to(self, alert: Alert) -> bool:
-        return alert.candidate.get("magpsf") is not None
+    def applies_to(self, alert: AnyAlert) -> bool:
+        return SPEC.takes_survey(alert) and alert.view.magnitude is not None
 
-    def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:
+    def classify(self, alerts: Sequence[AnyAlert]) -> list[Annotation]:
         out = []
         for alert in alerts:
-            bright = alert.magpsf < SPEC.threshold_mag
+            bright = alert.view.magnitude < SPEC.threshold_mag
             out.append(
                 Annotation(
                     classifier=SPEC.name,
