@@ -1,9 +1,16 @@
 """stampflow from Python: decode packets, classify them, look at the result as a table.
 
     from stampflow import api
-    alerts = api.decode(packet_bytes)                 # list[Alert]
+    alerts = api.decode(packet_bytes)                 # list[Alert] (ZTF) / list[RubinAlert]
     records = api.classify(packets, ("morphology",))  # the records stampflow would publish
     frame = api.to_dataframe(records)                 # one row per alert (needs pandas)
+
+    rubin = api.decode(message, registry="rubin")     # Confluent wire format, Rubin's ids
+    alert.view.object_id, alert.view.band             # the survey-neutral fields, any survey
+
+``registry`` (``decode`` and ``classify``) reads Confluent wire-format messages (Rubin's):
+``"rubin"`` (Rubin's schemas, shipped with stampflow, under Rubin's ids), a directory of
+``<id>.avsc`` files, a registry URL (``http://...``), or a ``schemas.registry`` object.
 
 ``classify`` runs the daemon's own stages (decode, then each classifier on the alerts it
 applies to) with the shipped models from the registry, and returns each output record as a
@@ -16,14 +23,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
-from stampflow.schemas.alert import Alert
-from stampflow.schemas.codec import decode_packet
+from stampflow.schemas.codec import AnyAlert, decode_packet
 from stampflow.schemas.encode import OutputEncoder
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.registry import SchemaRegistry, open_registry
 from stampflow.stream.messages import DeadLetter, SourceMessage
 from stampflow.stream.pipeline import classify_batch, decode_batch
 from stampflow.stream.results import Record, flatten
@@ -45,13 +53,37 @@ class ClassifyError(ValueError):
         )
 
 
-def decode(packet: bytes) -> list[Alert]:
-    """Every alert in one packet (an Avro container). Raises PacketError with its reason.
+RegistryLike = SchemaRegistry | str | Path | None
+
+
+def _registry(registry: RegistryLike) -> SchemaRegistry | None:
+    """``"rubin"``, a directory, an ``http(s)://`` URL, or a registry object as is."""
+    if registry is None or not isinstance(registry, str | Path):
+        return registry
+    text = str(registry)
+    if text.startswith(("http://", "https://")):
+        return _remote(text)
+    return _local(text)
+
+
+@functools.cache
+def _remote(url: str) -> SchemaRegistry | None:
+    return open_registry(url)  # one client (and its cache) per URL and process
+
+
+@functools.cache
+def _local(where: str) -> SchemaRegistry | None:
+    return open_registry(local=where)
+
+
+def decode(packet: bytes, *, registry: RegistryLike = None) -> list[AnyAlert]:
+    """Every alert in one packet (an Avro container, or with ``registry`` a Confluent
+    wire-format message). Raises PacketError with its reason.
 
     A packet whose tail is broken after some good records raises too: use
     ``stampflow.schemas.codec.decode_packet`` to keep the good records.
     """
-    decoded = decode_packet(packet)
+    decoded = decode_packet(packet, registry=_registry(registry))
     if decoded.error is not None:
         raise decoded.error
     return decoded.alerts
@@ -68,10 +100,13 @@ def classify(
     *,
     mode: str = "full",
     skip_bad: bool = False,
+    registry: RegistryLike = None,
 ) -> list[dict[str, Any]]:
     """The output record of every alert in ``packets``, annotated by ``classifiers``.
 
-    Names are checked against the registry first. A packet that fails to decode or to
+    Names are checked against the registry first; ``registry`` (as for ``decode``) reads
+    wire-format packets; each classifier annotates the alerts of the surveys it takes
+    (blend and morphology: ZTF). A packet that fails to decode or to
     classify raises ``ClassifyError`` naming it (its index in ``packets``), unless
     ``skip_bad``, which leaves it out.
     """
@@ -80,7 +115,10 @@ def classify(
     loaded = [_classifier(name) for name in classifiers]
     messages = [SourceMessage(bytes(p), "api", 0, i) for i, p in enumerate(packets)]
     started = time.perf_counter()
-    decoded, dead = decode_batch(messages)
+    schemas = _registry(registry)
+    decoded, dead = decode_batch(
+        messages, functools.partial(decode_packet, registry=schemas) if schemas else decode_packet
+    )
     annotated, failed = classify_batch(
         decoded, loaded, batch_started=started, on_classifier_time=lambda _name, _s: None
     )

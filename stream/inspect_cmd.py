@@ -2,11 +2,14 @@
 
 Prints one summary per alert (schema version, objectId, candid, time, band, magnitude,
 stamp shapes, previous candidates, multiband filters, and stampflow's annotations when the
-packet is stampflow output) and, with ``--png``, draws the three stamps side by side, the
-multiband cutouts in a row below when the alert has them. A PACKET may be a file, a
-directory or a nightly ``.tar.gz`` of packets (read as ``stampflow run --archive`` does).
-A bad packet prints its error and the command goes on; it exits 1 at the end if any failed.
-An existing PNG is never overwritten without ``--force``.
+packet is stampflow output; Rubin alerts the same from ``alert.view``: diaObjectId,
+diaSourceId, flux and its AB magnitude, cutouts with their pixel scale) and, with
+``--png``, draws the three stamps side by side, the multiband cutouts in a row below when
+the alert has them. A PACKET may be a file, a directory or a nightly ``.tar.gz`` of
+packets (read as ``stampflow run --archive`` does). A bad packet prints its error and the
+command goes on; it exits 1 at the end if any failed. An existing PNG is never overwritten
+without ``--force``. Confluent wire-format messages (Rubin's, and stampflow's annotated
+Rubin output) need ``--schema-registry URL`` or ``--schema-dir DIR|rubin``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from stampflow.schemas.alert import STAMP_FIELDS, Alert
-from stampflow.schemas.codec import decode_packet
+from stampflow.schemas.alert import JD_MINUS_MJD, STAMP_FIELDS, Alert
+from stampflow.schemas.codec import AnyAlert, decode_packet
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.registry import RegistryUnavailable
+from stampflow.schemas.rubin import RubinAlert
 from stampflow.stream.archive_source import TAR_SUFFIXES, ArchiveError, ArchiveSource
 from stampflow.stream.results import top_probability
 
@@ -44,14 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--png", type=Path, metavar="DIR", help="write the stamps of each alert as a PNG in DIR"
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing PNGs in DIR")
+    from stampflow.stream.run_cmd import add_registry_arguments
+
+    add_registry_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from stampflow.stream.run_cmd import open_registry_from_args
+
+    try:
+        registry = open_registry_from_args(args)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"stampflow inspect: {exc}", file=sys.stderr)
+        return 2
     failures = total = 0
     for path in args.packets:
         for name, data in _packets(path):
             total += 1
-            failures += not _inspect(name, data, args.png, force=args.force)
+            failures += not _inspect(name, data, args.png, force=args.force, registry=registry)
     if failures:
         print(f"{failures} of {total} packet(s) had errors", file=sys.stderr)
     return 1 if failures else 0
@@ -75,14 +90,16 @@ def _packets(path: Path) -> Iterator[tuple[str, bytes | OSError]]:
         yield str(path), OSError(str(exc))
 
 
-def _inspect(name: str, data: bytes | OSError, png: Path | None, *, force: bool) -> bool:
+def _inspect(
+    name: str, data: bytes | OSError, png: Path | None, *, force: bool, registry: Any = None
+) -> bool:
     """Print one packet's summary (and draw its PNGs); False when anything failed."""
     if isinstance(data, OSError):
         print(f"{name}: cannot read: {data.strerror or data}")
         return False
     try:
-        decoded = decode_packet(data)
-    except PacketError as exc:
+        decoded = decode_packet(data, registry=registry)
+    except (PacketError, RegistryUnavailable) as exc:
         print(f"{name}: error {exc}")
         return False
     ok = True
@@ -108,8 +125,10 @@ def jd_to_iso(jd: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summarise(alert: Alert) -> str:
-    """The multi-line, human-readable summary of one alert."""
+def summarise(alert: AnyAlert) -> str:
+    """The multi-line, human-readable summary of one alert (ZTF or Rubin)."""
+    if isinstance(alert, RubinAlert):
+        return _summarise_rubin(alert)
     candidate = alert.candidate
     band = BANDS.get(alert.fid, f"fid={alert.fid}")
     sigma = candidate.get("sigmapsf")
@@ -130,7 +149,34 @@ def summarise(alert: Alert) -> str:
     return "\n".join(lines)
 
 
-def _annotation_lines(alert: Alert) -> list[str]:
+def _summarise_rubin(alert: RubinAlert) -> str:
+    view = alert.view
+    jd = view.mjd + JD_MINUS_MJD
+    flux = "flux n/a" if view.flux is None else f"psfFlux {view.flux:.1f}"
+    if view.flux is not None and view.flux_err is not None:
+        flux += f" ± {view.flux_err:.1f} nJy"
+    if view.magnitude is not None:
+        err = f" ± {view.magnitude_err:.3f}" if view.magnitude_err is not None else ""
+        flux += f" (AB {view.magnitude:.3f}{err})"
+    framed = "container" if alert.schema_id is None else f"schema id {alert.schema_id}"
+    record = alert.record
+    history = ", ".join(
+        f"{len(record.get(name) or [])} {name}" for name in ("prvDiaSources", "prvDiaForcedSources")
+    )
+    lines = [
+        f"  {view.object_id or 'no object'}  diaSource {view.alert_id}   (Rubin)",
+        f"    schema     {view.schema_version} ({alert.writer_schema.fullname}, {framed})",
+        f"    time       {jd_to_iso(jd)} (MJD TAI {view.mjd:.5f}, midpoint)",
+        f"    band       {view.band}   {flux}",
+        f"    position   ra {view.ra:.6f}  dec {view.dec:+.6f}",
+        f"    stamps     {_stamp_shapes(alert)}",
+        f"    previous   {history}",
+    ]
+    lines.extend(_annotation_lines(alert))
+    return "\n".join(lines)
+
+
+def _annotation_lines(alert: AnyAlert) -> list[str]:
     """stampflow's verdicts, for a packet that is stampflow output (a ``stampflow`` field)."""
     block = alert.record.get("stampflow")
     if not isinstance(block, dict):
@@ -147,7 +193,7 @@ def _annotation_lines(alert: Alert) -> list[str]:
     return lines
 
 
-def _stamp_shapes(alert: Alert) -> str:
+def _stamp_shapes(alert: AnyAlert) -> str:
     parts = []
     for which in STAMP_FIELDS:
         if not alert.has_stamp(which):
@@ -162,11 +208,13 @@ def _stamp_shapes(alert: Alert) -> str:
         nan = int(np.isnan(image).sum())
         fill = int((np.abs(image) >= FILL_LIMIT).sum())
         notes = [f"{nan} NaN"] * bool(nan) + [f"{fill} fill ±3.4e38"] * bool(fill)
+        if isinstance(alert, RubinAlert):
+            notes.append(f'{alert.view.cutout(which).pixel_scale:.3g}"/px')
         parts.append(f"{which} {height}x{width}" + (f" ({', '.join(notes)})" if notes else ""))
     return ", ".join(parts)
 
 
-def write_png(alert: Alert, directory: Path, *, force: bool = False) -> Path:
+def write_png(alert: AnyAlert, directory: Path, *, force: bool = False) -> Path:
     """Draw science, template and difference side by side, and the multiband cutouts (one
     panel per filter) in a row below when present; NaN and fill pixels in magenta.
 
@@ -177,7 +225,8 @@ def write_png(alert: Alert, directory: Path, *, force: bool = False) -> Path:
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
-    path = directory / f"{alert.object_id}_{alert.candid}.png"
+    view = alert.view
+    path = directory / f"{view.object_id}_{view.alert_id}.png"
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,18 +251,21 @@ def write_png(alert: Alert, directory: Path, *, force: bool = False) -> Path:
         _panel(axis, image, which, note, cmap)
     for axis, (title, image, note) in zip(axes[1] if bands else [], bands, strict=False):
         _panel(axis, image, title, note, cmap)
-    band = BANDS.get(alert.fid, str(alert.fid))
+    magnitude = "" if view.magnitude is None else f" {view.magnitude:.2f} mag"
     figure.suptitle(
-        f"{alert.object_id}  candid {alert.candid}  {jd_to_iso(alert.jd)}  "
-        f"{band} {alert.magpsf:.2f} mag   (magenta: NaN or fill)"
+        f"{view.object_id}  {'diaSource' if view.survey == 'rubin' else 'candid'} "
+        f"{view.alert_id}  {jd_to_iso(view.mjd + JD_MINUS_MJD)}  "
+        f"{view.band}{magnitude}   (magenta: NaN or fill)"
     )
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
 
 
-def _multiband_planes(alert: Alert) -> list[tuple[str, np.ndarray | None, str]]:
+def _multiband_planes(alert: AnyAlert) -> list[tuple[str, np.ndarray | None, str]]:
     """(title, image or None, why none) per multiband filter; empty without multiband."""
+    if not isinstance(alert, Alert):
+        return []
     try:
         multiband = alert.multiband
         if multiband is None:

@@ -32,6 +32,8 @@ _FLAG_KEYS = {
     "topics": "input.topics",
     "group_id": "input.group_id",
     "archive": "input.archive",
+    "schema_registry": "input.schema_registry.url",
+    "schema_dir": "input.schema_registry.local",
     "output_topic": "output.topic",
     "output_dir": "output.dir",
     "mode": "output.mode",
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--topics", help="input topics, comma separated")
     src.add_argument("--group-id", help="consumer group id")
     src.add_argument("--archive", help="archive mode: a directory, glob or nightly .tar.gz")
+    add_registry_arguments(src)
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output-topic", help="Kafka mode: topic for annotated alerts (stampflow-annotated)"
@@ -122,9 +125,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def add_registry_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """``--schema-registry URL`` and ``--schema-dir DIR|rubin`` (run, replay, inspect)."""
+    group.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="Confluent-compatible schema registry for wire-format messages (Rubin), e.g. "
+        "http://registry:8081 (input.schema_registry.url; auth via its config)",
+    )
+    group.add_argument(
+        "--schema-dir",
+        metavar="DIR|rubin",
+        help="offline schemas for wire-format messages: 'rubin' (Rubin's schemas, ids "
+        "700...) or a directory of <id>.avsc files (input.schema_registry.local)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     overrides = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items()}
+    # One flag replaces the other kind the file may set: ids of one mean nothing to the other.
+    if args.schema_registry is not None:
+        overrides["input.schema_registry.local"] = "null"
+    elif args.schema_dir is not None:
+        overrides["input.schema_registry.url"] = "null"
+        overrides["input.schema_registry.config"] = "null"
     return load_config(args.config, overrides=overrides)
+
+
+def open_registry_from_args(args: argparse.Namespace) -> object:
+    """The registry ``--schema-registry``/``--schema-dir`` name (None without either), for
+    the commands without a config file (replay, inspect)."""
+    from stampflow.schemas.registry import open_registry
+
+    return open_registry(args.schema_registry, None, args.schema_dir)
 
 
 def run(args: argparse.Namespace) -> int:
