@@ -69,11 +69,19 @@ cd "$REPO"
 # The context: the dockerignore's `!` entries (the legacy builder ignores that file) plus the
 # Dockerfile itself, without bytecode.
 mapfile -t context < <(sed -n 's|^!\(.*[^/]\)/*$|\1|p' deploy/Dockerfile.dockerignore)
+build() {
+    # shellcheck disable=SC2086  # DOCKER_BUILD_ARGS is a list of options
+    tar -c --exclude=__pycache__ --exclude='*.pyc' "${context[@]}" deploy/Dockerfile \
+        | docker build --network host --force-rm ${DOCKER_BUILD_ARGS:-} \
+            -f deploy/Dockerfile "$@" -
+}
 build_start=$SECONDS
-# shellcheck disable=SC2086  # DOCKER_BUILD_ARGS is a list of options
-tar -c --exclude=__pycache__ --exclude='*.pyc' "${context[@]}" deploy/Dockerfile \
-    | docker build --network host --force-rm ${DOCKER_BUILD_ARGS:-} \
-        -f deploy/Dockerfile -t "$IMAGE" -
+# The build stage is tagged (stampflow-build:cache) so that the next build reuses its layers
+# while the ones it replaced, left untagged, are pruned: a CI machine's disk does not fill up
+# with a 600 MB dependency layer per change of pyproject.toml.
+build --target build -t stampflow-build:cache
+build -t "$IMAGE"
+docker image prune -f --filter label=org.stampflow.stage=build >/dev/null
 build_s=$((SECONDS - build_start))
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "image $IMAGE built in ${build_s}s: $((size / 1000000)) MB ($size bytes)"

@@ -65,7 +65,7 @@ launch() {  # launch ATTEMPT [dockerd options...]
     local attempt=$1
     shift
     local log="$STATE/dockerd.$attempt.log"
-    say "starting dockerd $* (log: $log)"
+    say "starting dockerd${*:+ $*} (log: $log)"
     rm -f "$STATE/pid"
     # setsid: the daemon outlives this script and is not hit by the caller's Ctrl-C. Its own
     # --pidfile names the daemon itself (not a shell or sudo in front of it) for `stop`.
@@ -82,7 +82,7 @@ launch() {  # launch ATTEMPT [dockerd options...]
         return 0
     fi
     [ -s "$STATE/pid" ] && pid=$(cat "$STATE/pid")
-    say "dockerd $* did not answer within ${WAIT_S}s; its log ends with:"
+    say "dockerd${*:+ $*} did not answer within ${WAIT_S}s; its log ends with:"
     tail -n 25 "$log" >&2 || true
     stop_pid "$pid"
     rm -f "$STATE/pid"
@@ -106,6 +106,10 @@ start() {
         return 0
     fi
     ensure_client_and_daemon
+    if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
+        say "dockerd is installed but cannot be started: it needs root (or password-less sudo)"
+        exit 11
+    fi
     mkdir -p "$STATE"
     if [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
         say "dockerd from an earlier start (pid $(cat "$STATE/pid")) is running but not answering"
