@@ -1,0 +1,155 @@
+"""On the real broker and the real schema registry (Apicurio): a Rubin stream and a ZTF stream
+through one ``stampflow run``; every alert out once, annotated by the models that apply (the
+ZTF blend model: ZTF alerts only), Rubin's read back by confluent-kafka's AvroDeserializer
+against the registry; an unknown schema id is a dead letter with that reason; a registry
+that is down holds the Rubin messages back instead of dead-lettering them."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from pathlib import Path
+
+import fastavro
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from registry_server import free_port, serve_registry
+from stream_helpers import Daemon, good_packets, metric, produce, read_topic, start_daemon
+
+from stampflow.schemas.codec import decode_packet
+from stampflow.schemas.registry import LocalSchemas, rubin_schema_id, rubin_versions
+from stampflow.schemas.wire import WIRE_HEADER, frame
+from stampflow.training.synth import synthesise_rubin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def schema_registry_url(tmp_path_factory):
+    yield from serve_registry(tmp_path_factory)
+
+
+def _register_rubin(url: str) -> dict[int, int]:
+    """Every Rubin schema registered in the real registry: Rubin's id -> the server's."""
+    client = SchemaRegistryClient({"url": url})
+    run = uuid.uuid4().hex[:8]
+    return {
+        rubin_id: client.register_schema(
+            f"lsst-alerts-{run}-{rubin_id}-value", Schema(text, "AVRO")
+        )
+        for rubin_id, text in LocalSchemas.rubin().items()
+    }
+
+
+def _rubin_stream(ids: dict[int, int]) -> tuple[list[bytes], list[int]]:
+    """Every lsst-alert-packet sample, and a synthetic night with FITS cutouts, framed with
+    the server's ids as a Rubin producer would; and their alert ids (the samples share one)."""
+    messages, alert_ids = [], []
+    for version, primary in rubin_versions().items():
+        sample = (primary.parent / "sample_data" / "fakeAlert.avro").read_bytes()
+        (alert,) = decode_packet(sample).alerts
+        messages.append(frame(ids[rubin_schema_id(version)], alert.record_bytes))
+        alert_ids.append(alert.alert_id)
+    for _name, message, row in synthesise_rubin(12, 5, broken_fraction=0.0, progress=False):
+        messages.append(frame(ids[row["schema_id"]], message[WIRE_HEADER:]))
+        alert_ids.append(row["diaSourceId"])
+    return messages, alert_ids
+
+
+def test_a_rubin_and_a_ztf_stream_through_one_daemon(
+    kafka_bootstrap: str, make_topic, daemons: list[Daemon], tmp_path: Path, schema_registry_url
+) -> None:
+    ids = _register_rubin(schema_registry_url)
+    rubin_in, ztf_in, output, dead = (make_topic(p, 1) for p in ("rubin", "ztf", "out", "dead"))
+    rubin, rubin_ids = _rubin_stream(ids)
+    unknown = frame(max(ids.values()) + 50_000, rubin[0][WIRE_HEADER:])
+    ztf = good_packets(10, seed=21)
+    produce(kafka_bootstrap, rubin_in, [*rubin, unknown], 1)
+    produce(kafka_bootstrap, ztf_in, ztf, 1)
+    daemon = start_daemon(
+        daemons, kafka_bootstrap, f"{rubin_in},{ztf_in}", output, dead,
+        f"--schema-registry={schema_registry_url}", "--classifiers=blend",
+        "--max-batch=16", "--max-wait-ms=200",
+        group=f"g-{rubin_in}", log_path=tmp_path / "d.log",
+    )  # fmt: skip
+    daemon.wait_ready(timeout_s=120)
+    records = read_topic(kafka_bootstrap, output, len(rubin) + len(ztf), timeout_s=120)
+    letters = read_topic(kafka_bootstrap, dead, 1)
+    samples = daemon.metrics()
+    assert daemon.stop() == 0, daemon.log_tail()
+
+    assert len(records) == len(rubin) + len(ztf), daemon.log_tail()
+    client = SchemaRegistryClient({"url": schema_registry_url})
+    deserialize = AvroDeserializer(client)  # a schema-registry-aware consumer's reader
+    context = SerializationContext(output, MessageField.VALUE)
+    rubin_out, ztf_out = [], []
+    for record in records:
+        if record.value[:1] == b"\x00":  # the Confluent wire format: Rubin's
+            rubin_out.append(deserialize(record.value, context))
+        else:
+            (value,) = fastavro.reader(io.BytesIO(record.value))
+            ztf_out.append(value)
+    # nothing lost, nothing twice
+    assert sorted(r["diaSourceId"] if "diaSourceId" in r else r["alertId"] for r in rubin_out) == (
+        sorted(rubin_ids)
+    )
+    expected_ztf = sorted(next(fastavro.reader(io.BytesIO(p)))["candid"] for p in ztf)
+    assert sorted(r["candid"] for r in ztf_out) == expected_ztf
+    # annotated by the models that apply: blend (ZTF's) on ZTF alerts, none on Rubin's yet
+    for value in rubin_out:
+        assert value["stampflow"]["annotations"] == [] and "diaSource" in value
+    for value in ztf_out:
+        assert [a["classifier"] for a in value["stampflow"]["annotations"]] == ["blend"]
+    # the annotated Rubin schemas were registered under <output topic>-<record name>
+    subjects = client.get_subjects()
+    assert any(s.startswith(f"{output}-lsst.v11_0.alert") for s in subjects), subjects
+
+    assert len(letters) == 1
+    assert letters[0].headers["stampflow.reason"] == b"unknown_schema_id"
+    assert letters[0].value == unknown  # byte for byte
+    assert metric(samples, "stampflow_alerts_decoded_total", survey="ztf", schema_version="4.02")
+    rubin_counted = sum(
+        v for (name, labels), v in samples.items()
+        if name == "stampflow_alerts_decoded_total" and ("survey", "rubin") in labels
+    )  # fmt: skip
+    assert rubin_counted == len(rubin)
+    assert metric(samples, "stampflow_schema_registry_up") == 1
+
+
+def test_a_registry_that_is_down_holds_rubin_messages_back(
+    kafka_bootstrap: str, make_topic, daemons: list[Daemon], tmp_path: Path
+) -> None:
+    source, output, dead = (make_topic(p, 1) for p in ("in", "out", "dead"))
+    (alert,) = decode_packet(
+        (rubin_versions()["11.0"].parent / "sample_data" / "fakeAlert.avro").read_bytes()
+    ).alerts
+    produce(kafka_bootstrap, source, [frame(7, alert.record_bytes)], 1)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    daemon = start_daemon(
+        daemons, kafka_bootstrap, source, output, dead, f"--schema-registry={nobody}",
+        "--max-wait-ms=100", "--drain-timeout=2", log_path=tmp_path / "d.log",
+    )  # fmt: skip
+    # Not waiting for /readyz: the first batch may be held before the loop reported ready.
+    deadline = time.monotonic() + 90
+    while _retries(daemon) < 2:
+        assert time.monotonic() < deadline, daemon.log_tail()
+        time.sleep(0.5)
+    samples = daemon.metrics()
+    assert metric(samples, "stampflow_schema_registry_up") == 0
+    assert not any(name == "stampflow_dead_letters_total" and v for (name, _), v in samples.items())
+    assert read_topic(kafka_bootstrap, dead, 1, timeout_s=3) == []
+    assert read_topic(kafka_bootstrap, output, 1, timeout_s=1) == []
+    # Still waiting at SIGTERM: ended after the drain timeout, uncommitted, so the message
+    # is delivered again to the next daemon.
+    daemon.stop()
+    assert "unreachable" in daemon.log_tail()
+
+
+def _retries(daemon: Daemon) -> float:
+    try:
+        return metric(daemon.metrics(), "stampflow_schema_registry_retries_total")
+    except OSError:  # the metrics server is not up yet
+        return 0.0
