@@ -402,6 +402,7 @@ def latency_row(broker: Broker, packets: list[bytes], rate: float, seconds: floa
         started = time.time() * 1000
         feeder.run()
         outputs = read_records(broker.bootstrap, [output, dead], grace)
+        batches = batch_figures(d)
     finally:
         d.stop(90)
     inputs = {k: ts for k, ts in read_records(broker.bootstrap, [source], 3).items()}
@@ -414,7 +415,25 @@ def latency_row(broker: Broker, packets: list[bytes], rate: float, seconds: floa
     lat = np.array(latencies, dtype=float)
     p50, p95, p99 = (_rank(lat, q) / 1000.0 for q in (50, 95, 99))
     return {"rate": rate, "p50_s": _num(p50), "p95_s": _num(p95), "p99_s": _num(p99),
-            "samples": int(len(lat)), "late": int(np.isinf(lat).sum())}  # fmt: skip
+            "samples": int(len(lat)), "late": int(np.isinf(lat).sum()), **batches}  # fmt: skip
+
+
+def batch_figures(d: Daemon) -> dict:
+    """From the daemon's /metrics: batches, mean batch size, mean ms per batch by stage."""
+    try:
+        samples = d.metrics()
+    except OSError:
+        return {}
+    count = samples.get(("stampflow_batch_size_count", ()), 0.0)
+    if not count:
+        return {}
+    stages = {
+        dict(labels)["stage"]: round(1000 * value / count, 1)
+        for (name, labels), value in samples.items()
+        if name == "stampflow_stage_duration_seconds_sum"
+    }
+    size = samples.get(("stampflow_batch_size_sum", ()), 0.0) / count
+    return {"batches": int(count), "batch_mean": round(size, 1), "stage_ms": stages}
 
 
 def _rank(values: np.ndarray, q: float) -> float:
@@ -622,8 +641,9 @@ def print_table(r: dict) -> None:
         cells = [
             "late" if v is None else f"{v:.2f}" for v in (lat["p50_s"], lat["p95_s"], lat["p99_s"])
         ]
+        size = f", batches of {lat['batch_mean']:.0f}" if "batch_mean" in lat else ""
         print(f"| latency at {lat['rate']:.0f}/s (both): p50/p95/p99 s | | {' / '.join(cells)} "
-              f"| | {lat['samples']} samples, {lat['late']} late | | |")  # fmt: skip
+              f"| | {lat['samples']} samples, {lat['late']} late{size} | | |")  # fmt: skip
     if "restart" in r:
         rs = r["restart"]
         print(f"| restart after SIGKILL (static member, both): assigned / first output s | | "

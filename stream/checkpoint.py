@@ -32,13 +32,14 @@ failed); a stop, the end of an archive or an idle poll finish N at once. In exac
 mode the same holds: N's transaction is committed before N+1's begins.
 
 So an offset is committed only when everything derived from it is durable: a crash at any
-point loses nothing, and re-delivers at most the batches in hand (at-least-once,
-duplicates bounded by one batch per worker, two with ``overlap``). How step 6 commits is
-the checkpoint's ``Commits`` strategy: ``SourceCommits`` (``processing: at_least_once``) commits the
-consumer's offsets; ``TransactionalCommits`` (``exactly_once``, ``transactions.py``) runs
-steps 4-6 inside one Kafka transaction, the offsets sent into it, so outputs and offsets
-become visible together or not at all (a refused output then aborts the transaction and
-the batch's messages are sent again without it, before the commit).
+point loses nothing, and re-delivers at most the batches in hand (two with ``overlap``), of
+which only one was sent (at-least-once, duplicates bounded by one batch per worker). How
+step 6 commits is the checkpoint's ``Commits`` strategy: ``SourceCommits`` (``processing:
+at_least_once``) commits the consumer's offsets; ``TransactionalCommits``
+(``exactly_once``, ``transactions.py``) runs steps 4-6 inside one Kafka transaction, the
+offsets sent into it, so outputs and offsets become visible together or not at all (a
+refused output then aborts the transaction and the batch's messages are sent again without
+it, before the commit).
 
 On partition revocation the source calls ``finish_batch_in_hand`` before the partitions
 go; on SIGTERM/SIGINT ``request_stop`` makes the loop close the batch it is filling, run
