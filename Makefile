@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stampflow-installed
 
-.PHONY: demo test lint format kafka-jars tools image clean
+.PHONY: demo test lint format kafka-jars registry-jars tools image clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 kafka-jars:
 	deploy/kafka/kafka.sh fetch
+
+# Apicurio Registry (a real Confluent-compatible schema registry) for the Rubin tests
+registry-jars:
+	deploy/registry/registry.sh fetch
 
 # promtool, the Prometheus server and a manifest renderer for the deployment tests
 tools:
@@ -37,7 +41,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) kafka-jars tools lint
+test: $(STAMP) kafka-jars registry-jars tools lint
 	$(VENV)/bin/pytest
 
 clean:
