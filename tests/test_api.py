@@ -43,7 +43,17 @@ def test_classify_returns_the_records_stampflow_publishes(packets):
         assert math.isclose(sum(note["probabilities"].values()), 1.0, abs_tol=1e-4)
         assert "cutoutScience" in record  # full mode: the whole alert
     (slim,) = api.classify(packets[:1], classifiers=(), mode="slim")
-    assert set(slim) == {"objectId", "candid", "ra", "dec", "jd", "fid", "stampflow"}
+    assert set(slim) == {
+        "objectId",
+        "candid",
+        "ra",
+        "dec",
+        "jd",
+        "fid",
+        "survey",
+        "band",
+        "stampflow",
+    }
     assert slim["stampflow"]["annotations"] == []
 
 
@@ -93,3 +103,23 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert frame["morphology_label"].notna().sum() == sum(1 for r in good if r["multiband"])
     assert (tmp_path / "night.csv").is_file()
     assert good[0]["objectId"] in capsys.readouterr().out
+
+
+def test_rubin_messages_decode_and_classify_with_a_registry(packets, tmp_path):
+    from stampflow.schemas.registry import LocalSchemas
+    from stampflow.training.synth import synthesise_rubin
+
+    (_name, message, row), *_ = synthesise_rubin(1, 3, broken_fraction=0.0, progress=False)
+    with pytest.raises(PacketError) as caught:
+        api.decode(message)  # a wire-format message needs a registry
+    assert caught.value.reason == "no_container_header"
+    (alert,) = api.decode(message, registry="rubin")
+    assert alert.view.survey == "rubin" and alert.view.alert_id == row["diaSourceId"]
+    LocalSchemas.rubin().write_directory(tmp_path)
+    assert api.decode(message, registry=tmp_path)[0].view.object_id == str(row["diaObjectId"])
+    # ZTF and Rubin in one call: the ZTF models annotate the ZTF alert only
+    records = api.classify([packets[0], message], ("blend",), registry="rubin")
+    assert [a["classifier"] for a in records[0]["stampflow"]["annotations"]] == ["blend"]
+    assert records[1]["stampflow"]["annotations"] == [] and "diaSource" in records[1]
+    slim = api.classify([message], (), mode="slim", registry="rubin")
+    assert (slim[0]["survey"], slim[0]["candid"]) == ("rubin", row["diaSourceId"])
