@@ -44,6 +44,7 @@ _SIM_CHUNK = 500  # stamps simulated at once: bounds the oversampled render's me
 GENERATORS = {sky.SkyConfig: sky.simulate_templates, sim.SimConfig: sim.simulate_templates}
 Generator = sky.SkyConfig | sim.SimConfig
 _KAPPAS = (0.0, 0.25, 0.5, 1.0, 2.0)
+TIE = 1e-3  # how far each side of the calibration keeps from P(blend) = 0.5
 
 
 @dataclass(frozen=True)
@@ -161,15 +162,19 @@ def fit_calibration(mean: np.ndarray, labels: np.ndarray, floor: float = 0.002) 
     The GP's mean is not a logit: on validation data a one-parameter logistic (Platt) curve
     missed the frequencies by ECE ~0.03 where the isotonic fit reached ~0.01-0.017 (the
     blend study's calibration note). Fitting the sides apart pins P(blend) = 0.5 at mean 0,
-    so the label (the sign of the mean) always agrees with the larger probability; ``floor``
+    so the label (the sign of the mean) always agrees with the larger probability (each side
+    stays ``TIE`` away from 0.5 at its knots, so no label comes with a 0.5 tie); ``floor``
     keeps probabilities off exactly 0 and 1.
     """
     means, probs = [], []
-    for side, clamp in ((mean < 0, np.minimum), (mean >= 0, np.maximum)):
+    for side, clamp, bound in (
+        (mean < 0, np.minimum, 0.5 - TIE),
+        (mean >= 0, np.maximum, 0.5 + TIE),
+    ):
         iso = IsotonicRegression(y_min=floor, y_max=1 - floor, out_of_bounds="clip")
         iso.fit(mean[side], labels[side])
         means.append(iso.X_thresholds_)
-        probs.append(clamp(iso.y_thresholds_, 0.5))
+        probs.append(clamp(iso.y_thresholds_, bound))
     x = np.concatenate([means[0], [0.0], means[1]])
     p = np.concatenate([probs[0], [0.5], probs[1]])
     keep = np.concatenate([[True], np.diff(x) > 0])  # a knot exactly at 0 appears twice
