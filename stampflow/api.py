@@ -4,6 +4,8 @@
     alerts = api.decode(packet_bytes)                 # list[Alert] (ZTF) / list[RubinAlert]
     records = api.classify(packets, ("morphology",))  # the records stampflow would publish
     frame = api.to_dataframe(records)                 # one row per alert (needs pandas)
+    for record in api.consume("localhost:9092", "stampflow-annotated"):  # the output topic
+        print(record["objectId"], record["stampflow"]["annotations"])
 
     rubin = api.decode(message, registry="rubin")     # Confluent wire format, Rubin's ids
     alert.view.object_id, alert.view.band             # the survey-neutral fields, any survey
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,47 @@ def to_dataframe(records: Iterable[Record]) -> Any:
             "pip install 'stampflow[dataframe]'"
         ) from None
     return pandas.DataFrame.from_records([flatten(record) for record in records])
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    timeout: float | None = 10.0,
+    max_records: int | None = None,
+    properties: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The records stampflow published on ``topic``, as dicts (what ``classify`` returns).
+
+    Reads every partition read_committed, as ``stampflow consume --bootstrap`` does: records
+    of aborted transactions never show. Starts at the earliest record (``from_beginning=False``:
+    only records published from now on) and ends after ``timeout`` seconds without a new
+    record (``None``: never) or after ``max_records``. Nothing is committed, so no consumer
+    group's offsets move. ``properties`` are librdkafka settings (e.g.
+    ``{"security.protocol": "SASL_SSL"}``). A missing topic or an unreachable broker raises
+    ``stampflow.stream.results.ResultsError`` on the first ``next``. The consumer closes when
+    the iterator ends or is closed.
+    """
+    if max_records is not None and max_records < 1:
+        raise ValueError(f"max_records must be at least 1, got {max_records}")
+    from stampflow.stream.consume_cmd import read_topic
+
+    records = read_topic(
+        bootstrap,
+        topic,
+        from_beginning=from_beginning,
+        idle_timeout_s=timeout,
+        properties=properties,
+    )
+    return _at_most(records, max_records)
+
+
+def _at_most(records: Iterator[dict[str, Any]], limit: int | None) -> Iterator[dict[str, Any]]:
+    try:
+        for count, record in enumerate(records, 1):
+            yield record
+            if limit is not None and count >= limit:
+                return
+    finally:
+        getattr(records, "close", lambda: None)()  # read_topic's generator closes the consumer
