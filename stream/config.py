@@ -241,11 +241,14 @@ class DeadLetterConfig:
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch: int = 256
-    max_wait_ms: int = 500
+    max_wait_ms: int = 500  # the longest a batch waits after its first packet
+    idle_ms: int = 5  # ... but it closes once the input has had nothing this long; 0: off
+    overlap: bool = True  # prepare batch N+1 while N's acknowledgements come in
 
     def __post_init__(self) -> None:
         _check_int("batching.max_batch", self.max_batch, low=1, high=100_000)
         _check_int("batching.max_wait_ms", self.max_wait_ms, low=1, high=600_000)
+        _check_int("batching.idle_ms", self.idle_ms, low=0, high=60_000)
 
 
 @dataclass(frozen=True)
@@ -560,6 +563,8 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
     base = next(t for t in options if t is not type(None))
     if base is str:
         return _as_text(key, value)
+    if base is bool:
+        return _as_bool(key, value)
     if base is int:
         return _as_int(key, value)
     if base is float:
@@ -581,6 +586,17 @@ def _as_text(key: str, value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):  # a flag's number
         return str(value)
     raise ConfigError(key, "must be a single value (text), not a list or mapping")
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(key, f"must be true or false, got {_shown(key, value)}")
 
 
 def _as_int(key: str, value: Any) -> int:

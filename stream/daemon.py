@@ -18,7 +18,6 @@ from stampflow.classifiers.base import Classifier
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive
 from stampflow.stream.batch_result import RunTotals
-from stampflow.stream.batcher import IDLE_CLOSE_MS
 from stampflow.stream.checkpoint import Commits
 from stampflow.stream.cluster_check import check_cluster
 from stampflow.stream.config import DaemonConfig
@@ -46,12 +45,6 @@ log = logging.getLogger(__name__)
 # makes that safe (uncommitted work is delivered again).
 HARD_EXIT_GRACE_S = 10.0
 HARD_EXIT_CODE = 3
-# Prepare batch N+1 while batch N's acknowledgements come in (``checkpoint.py``), in both
-# processing modes. Would be ``batching.overlap`` (bool, default true).
-OVERLAP = True
-# A batch closes once the input has had nothing for this long (``batcher.py``). Would be
-# ``batching.idle_ms`` (int, 0 = off, default 5).
-IDLE_MS = IDLE_CLOSE_MS
 
 
 @dataclass(frozen=True)
@@ -168,8 +161,8 @@ def run_worker(
         encoder=encoder,
         decode=decode,
         commits=commits,
-        idle_ms=IDLE_MS or None,
-        overlap=OVERLAP,
+        idle_ms=config.batching.idle_ms or None,
+        overlap=config.batching.overlap,
     )
     restore = _install_signal_handlers(loop, config.shutdown.drain_timeout_s)
     try:

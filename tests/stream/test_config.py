@@ -53,6 +53,8 @@ def test_no_classifiers_is_a_valid_mode(tmp_path: Path) -> None:
     [
         ("batching: {max_batch: 0}", "batching.max_batch"),
         ("batching: {max_batch: lots}", "batching.max_batch"),
+        ("batching: {idle_ms: -1}", "batching.idle_ms"),
+        ("batching: {overlap: sometimes}", "batching.overlap"),
         ("output: {mode: medium}", "output.mode"),
         ("output: {compresion: zstd}", "output.compresion"),
         ("workers: -1", "workers"),
@@ -114,6 +116,14 @@ def test_the_example_config_loads() -> None:
     config = load_config(example, env={})
     assert config.kafka_mode
     assert config.classifiers == ()
+    # Batches close early on a quiet input and overlap with the previous batch's acks.
+    assert (config.batching.idle_ms, config.batching.overlap) == (5, True)
+
+
+def test_early_close_and_overlap_can_be_turned_off(tmp_path: Path) -> None:
+    path = write(tmp_path, "input: {archive: x}\nbatching: {idle_ms: 0, overlap: false}\n")
+    config = load_config(path, env={})
+    assert (config.batching.idle_ms, config.batching.overlap) == (0, False)
 
 
 @pytest.mark.parametrize(
