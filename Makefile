@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stampflow-installed
 
-.PHONY: demo test lint format kafka-jars registry-jars tools image clean
+.PHONY: demo test lint format kafka-jars registry-jars avro-jars tools image clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ kafka-jars:
 # Apicurio Registry (a real Confluent-compatible schema registry) for the Rubin tests
 registry-jars:
 	deploy/registry/registry.sh fetch
+
+# Apache Avro's avro-tools (Java): the tests read stampflow's output and schemas with it
+avro-jars:
+	deploy/avro/avro.sh fetch
 
 # promtool, the Prometheus server and a manifest renderer for the deployment tests
 tools:
@@ -41,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) kafka-jars registry-jars tools lint
+test: $(STAMP) kafka-jars registry-jars avro-jars tools lint
 	$(VENV)/bin/pytest
 
 clean:
