@@ -2,9 +2,17 @@
 
 From Kafka (``--bootstrap``; the output topic, read_committed, so records of aborted
 transactions never show) or from output Avro files and directories (archive mode's
-``annotated-*.avro``). Filters keep records with one annotation meeting all of
-``--classifier``, ``--label``, ``--min-probability`` and ``--ambiguous/--not-ambiguous``;
-``--save`` also writes the kept records to ``.avro``, ``.csv`` or ``.parquet``.
+``annotated-*.avro``). ZTF and Rubin alike: one row per alert with the survey-neutral ids of
+the slim 1.1 record (objectId, candid, ra, dec, survey, band; ``results.identity``).
+Annotated Rubin alerts on Kafka are Confluent wire-format messages whose schema id is in
+the daemon's registry: ``--schema-registry URL`` (the daemon's), or ``--schema-dir DIR``
+(the daemon's ``local: DIR``, where it wrote them) or ``--schema-dir rubin`` (Rubin's
+schemas, and the deterministic ids of their annotated forms a ``local: rubin`` daemon
+frames with). A message whose id the registry lacks is skipped with a warning (exit 1).
+
+Filters keep records with one annotation meeting all of ``--classifier``, ``--label``,
+``--min-probability`` and ``--ambiguous/--not-ambiguous``; ``--save`` also writes the kept
+records to ``.avro`` (slim 1.1 records, any survey), ``.csv`` or ``.parquet``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,18 @@ from typing import Any
 
 import fastavro
 
-from stampflow.stream.results import Filter, ResultsError, annotations, identity, read_files
+from stampflow.schemas.errors import PacketError
+from stampflow.schemas.registry import RUBIN_LOCAL, LocalSchemas, RegistryUnavailable
+from stampflow.stream.results import (
+    WIRE_HINT,
+    Filter,
+    ResultsError,
+    annotations,
+    identity,
+    is_wire_format,
+    read_files,
+    read_message,
+)
 from stampflow.stream.results import top_probability as probability
 from stampflow.stream.results_save import SaveError, check_destination, save
 
@@ -60,6 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)",
     )
+    schemas = parser.add_argument_group("schema registry (annotated Rubin output on Kafka)")
+    schemas.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="the Confluent-compatible registry the daemon registered its output schemas in",
+    )
+    schemas.add_argument(
+        "--schema-dir",
+        metavar="DIR|rubin",
+        help="offline: the daemon's local schema directory, or 'rubin' for a daemon run "
+        "with --schema-dir rubin",
+    )
     keep = parser.add_argument_group("filters (all must hold for one annotation)")
     keep.add_argument("--classifier", help="only this classifier's annotations count")
     keep.add_argument("--label", help="the annotation's label is this one")
@@ -90,14 +121,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kept: list[dict[str, Any]] = []
+    skipped: list[str] = []
     try:
         wanted = _filter(args)
         if args.save is not None:
             check_destination(args.save, force=args.force)
+        registry = open_output_registry(args.schema_registry, args.schema_dir)
         if not args.quiet:
             print(header())
         try:
-            for record in _source(args):
+            for record in _source(args, registry, skipped):
                 if not wanted.keeps(record):
                     continue
                 kept.append(record)
@@ -109,12 +142,42 @@ def run(args: argparse.Namespace) -> int:
             pass  # tailing a topic ends with Ctrl-C: what was kept is still saved
         if args.save is not None:
             save(kept, args.save)
-    except (ResultsError, SaveError, ValueError, OSError) as exc:
+    except (ResultsError, SaveError, ValueError, OSError, RuntimeError) as exc:
         print(f"stampflow consume: {exc}", file=sys.stderr)
         return 2
     saved = f", saved to {args.save}" if args.save is not None else ""
-    print(f"{len(kept)} matching record(s){saved}", file=sys.stderr)
-    return 0
+    unread = f"; {len(skipped)} unreadable message(s) skipped" if skipped else ""
+    print(f"{len(kept)} matching record(s){saved}{unread}", file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def open_output_registry(url: str | None, local: str | None) -> Any:
+    """The registry ``--schema-registry``/``--schema-dir`` name (None without either).
+
+    ``rubin`` also learns the annotated form of every Rubin schema (Rubin's plus the
+    ``stampflow`` field) under the deterministic id a ``local: rubin`` daemon frames its
+    output with (``registry.local_schema_id``): that daemon writes them nowhere.
+    """
+    from stampflow.schemas.registry import open_registry
+
+    registry = open_registry(url, None, local)
+    if isinstance(registry, LocalSchemas) and str(local) == RUBIN_LOCAL:
+        _learn_annotated(registry)
+    return registry
+
+
+def _learn_annotated(registry: LocalSchemas) -> None:
+    from types import SimpleNamespace
+
+    from stampflow.schemas import writer_schema
+    from stampflow.schemas.encode import OutputEncoder
+
+    encoder = OutputEncoder()
+    for text in list(registry.values()):
+        schema = writer_schema.from_registry(text)
+        if schema.survey == "rubin":  # the encoder asks an alert for its writer schema only
+            annotated = encoder.schema_for(SimpleNamespace(writer_schema=schema), "full")
+            registry.register("annotated", annotated)
 
 
 def _filter(args: argparse.Namespace) -> Filter:
@@ -130,7 +193,9 @@ def _filter(args: argparse.Namespace) -> Filter:
         raise ValueError(f"--min-probability: {exc}") from None
 
 
-def _source(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+def _source(
+    args: argparse.Namespace, registry: Any, skipped: list[str]
+) -> Iterator[dict[str, Any]]:
     if args.bootstrap:
         return read_topic(
             args.bootstrap,
@@ -138,8 +203,17 @@ def _source(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             from_beginning=args.from_beginning,
             idle_timeout_s=args.timeout,
             properties=_properties(args.properties),
+            registry=registry,
+            skipped=skipped,
         )
-    return read_files(args.paths)
+    return _registry_errors(read_files(args.paths, registry))
+
+
+def _registry_errors(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    try:
+        yield from records
+    except RegistryUnavailable as exc:
+        raise ResultsError(str(exc)) from None
 
 
 def _properties(pairs: list[str]) -> dict[str, str]:
@@ -159,8 +233,17 @@ def read_topic(
     from_beginning: bool,
     idle_timeout_s: float | None,
     properties: dict[str, str] | None = None,
+    registry: Any = None,
+    skipped: list[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Records of ``topic`` as they are committed; ends after ``idle_timeout_s`` of quiet."""
+    """Records of ``topic`` as they are committed; ends after ``idle_timeout_s`` of quiet.
+
+    A message is one Avro container (ZTF output, slim records) or a Confluent wire-format
+    message (annotated Rubin output), read with ``registry``; without one a wire-format
+    message is a ``ResultsError`` naming the flags. A wire-format message the registry
+    cannot read (an unknown id, corrupt bytes) is warned about, added to ``skipped`` and
+    passed over; a registry that cannot be reached is a ``ResultsError``.
+    """
     from confluent_kafka import (
         OFFSET_BEGINNING,
         OFFSET_END,
@@ -197,14 +280,35 @@ def read_topic(
                     raise ResultsError(f"reading {topic}: {message.error()}")
                 continue
             quiet_since = time.monotonic()
-            yield from fastavro.reader(io.BytesIO(message.value() or b""))
+            value = message.value() or b""
+            if not is_wire_format(value):
+                yield from fastavro.reader(io.BytesIO(value))
+                continue
+            where = f"{topic}[{message.partition()}]@{message.offset()}"
+            if registry is None:
+                raise ResultsError(f"{where}: {WIRE_HINT}")
+            try:
+                yield read_message(value, registry)
+            except PacketError as exc:
+                print(f"stampflow consume: skipped {where}: {exc}", file=sys.stderr)
+                if skipped is not None:
+                    skipped.append(where)
     except KafkaException as exc:
         raise ResultsError(f"cannot read {topic} from {bootstrap}: {exc}") from None
+    except RegistryUnavailable as exc:
+        raise ResultsError(f"reading {topic}: {exc}") from None
     finally:
         consumer.close()
 
 
-COLUMNS = (("objectId", 14), ("candid", 20), ("ra", 11), ("dec", 11))
+COLUMNS = (
+    ("objectId", 19),
+    ("candid", 20),
+    ("ra", 11),
+    ("dec", 11),
+    ("survey", 6),
+    ("band", 4),
+)
 
 
 def header() -> str:
@@ -213,13 +317,16 @@ def header() -> str:
 
 
 def row(record: dict[str, Any]) -> str:
-    """One table line: identity, then every annotation as ``classifier label p[*]``."""
+    """One table line: identity (any survey), then every annotation as
+    ``classifier label p[*]``."""
     ids = identity(record)
     cells = [
-        f"{ids['objectId']:<14}",
+        f"{ids['objectId'] or '-':<19}",
         f"{ids['candid']!s:<20}",
         f"{ids['ra']:>11.6f}" if ids["ra"] is not None else f"{'-':>11}",
         f"{ids['dec']:>+11.6f}" if ids["dec"] is not None else f"{'-':>11}",
+        f"{ids['survey']:<6}",
+        f"{ids['band'] or '-':<4}",
     ]
     verdicts = [
         f"{a.get('classifier')} {a.get('label')} {probability(a):.3f}"

@@ -1,8 +1,9 @@
 """Write selected output records to ``.avro`` (slim records), ``.csv`` or ``.parquet``.
 
-Avro files hold slim records (``slim.avsc``: ids, position, time, band and the whole
-``stampflow`` block) whatever mode the daemon wrote, so one file holds records from any
-input schema; CSV and Parquet hold ``results.flatten`` rows. Parquet needs pyarrow
+Avro files hold slim 1.1 records (``slim.avsc``: ids, position, time, survey, band and the
+whole ``stampflow`` block) whatever mode the daemon wrote, so one file holds records from
+any input schema and either survey (ZTF and Rubin); CSV and Parquet hold
+``results.flatten`` rows (the same identity columns first). Parquet needs pyarrow
 (``pip install 'stampflow[parquet]'``).
 """
 
@@ -60,7 +61,7 @@ def save(records: Sequence[Record], path: Path) -> None:
 
 
 def slim(record: Record) -> dict[str, Any]:
-    """A full or slim output record as a slim record."""
+    """A full (ZTF or Rubin) or slim output record as a slim 1.1 record."""
     block = record.get("stampflow")
     return {**identity(record), "stampflow": block if block else EMPTY_BLOCK}
 
