@@ -146,9 +146,11 @@ def classify(
 
 
 def to_dataframe(records: Iterable[Record]) -> Any:
-    """A pandas DataFrame, one row per record: objectId, candid, ra, dec, jd, fid, then
-    ``<classifier>_label``, ``_probability``, ``_ambiguous``, ``_uncertainty`` and
-    ``_model_version`` per classifier (missing where it did not apply)."""
+    """A pandas DataFrame, one row per record (ZTF or Rubin, full or slim): the slim 1.1 ids
+    objectId, candid, ra, dec, jd, fid, survey, band (Rubin's from ``diaSource``, as its slim
+    record holds them: ``results.identity``), then ``<classifier>_label``, ``_probability``,
+    ``_ambiguous``, ``_uncertainty`` and ``_model_version`` per classifier (missing where it
+    did not apply)."""
     try:
         import pandas
     except ImportError:
