@@ -18,6 +18,7 @@ EXPECTED_ALERTS = {
     "StampflowWorkerDown",
     "StampflowWorkerNotReady",
     "StampflowWorkerStuck",
+    "StampflowSchemaRegistryDown",
 }
 
 

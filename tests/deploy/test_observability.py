@@ -123,6 +123,8 @@ def daemon(
         "--group-id", unique_topic("deploy"), "--output-topic", output,
         "--dead-letter-topic", dead, "--classifiers", "", "--metrics-port", str(port),
         "--max-wait-ms", "200",
+        # With a schema registry (Rubin's offline one) the survey and registry metrics exist.
+        "--schema-dir", "rubin",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
