@@ -169,6 +169,7 @@ def consume(
     timeout: float | None = 10.0,
     max_records: int | None = None,
     properties: dict[str, str] | None = None,
+    registry: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The records stampflow published on ``topic``, as dicts (what ``classify`` returns).
 
@@ -179,18 +180,24 @@ def consume(
     group's offsets move. ``properties`` are librdkafka settings (e.g.
     ``{"security.protocol": "SASL_SSL"}``). A missing topic or an unreachable broker raises
     ``stampflow.stream.results.ResultsError`` on the first ``next``. The consumer closes when
-    the iterator ends or is closed.
+    the iterator ends or is closed. Annotated Rubin output (Confluent wire format) needs
+    ``registry``: a schema registry URL, ``"rubin"`` or a directory, as ``--schema-registry``
+    and ``--schema-dir`` name them.
     """
     if max_records is not None and max_records < 1:
         raise ValueError(f"max_records must be at least 1, got {max_records}")
-    from stampflow.stream.consume_cmd import read_topic
+    from stampflow.stream.consume_cmd import open_output_registry, read_topic
 
+    is_url = registry is not None and registry.startswith(("http://", "https://"))
     records = read_topic(
         bootstrap,
         topic,
         from_beginning=from_beginning,
         idle_timeout_s=timeout,
         properties=properties,
+        registry=open_output_registry(
+            registry if is_url else None, None if is_url or registry is None else registry
+        ),
     )
     return _at_most(records, max_records)
 

@@ -208,6 +208,17 @@ def test_the_rubin_output_topic_with_the_real_registry(
     )
     assert code == 0 and len(rows) == 4  # two ZTF, two Rubin
 
+    # The Python API reads the same topic with the same registry.
+    records = list(api.consume(kafka_bootstrap, topic, timeout=3, registry=schema_registry_url))
+    assert len(records) == 8
+    rubin_records = [record for record in records if "diaSource" in record]
+    assert [r["diaSource"]["diaSourceId"] for r in rubin_records] == [
+        a.record["diaSource"]["diaSourceId"] for a in alerts
+    ]
+    assert [bool(r["stampflow"]["annotations"]) for r in rubin_records] == [
+        bool(notes) for notes in VERDICTS
+    ]
+
     producer.produce(topic, unknown)
     assert producer.flush(30) == 0
     code, rows, err = consume([*argv, "--schema-registry", schema_registry_url], capsys)
