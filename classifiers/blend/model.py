@@ -55,10 +55,11 @@ class AmbiguityRule:
     def score(self, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
         return np.abs(mean) - self.kappa * np.sqrt(np.maximum(variance, 0.0))
 
-    def reasons(self, post: Posterior, prepared: Prepared) -> np.ndarray:
-        """Per stamp, why it is ambiguous ("" when it is not)."""
-        no_source = (prepared.peak_snr < SPEC.min_peak_snr) | (
-            prepared.coverage < SPEC.min_coverage
+    def reasons(self, post: Posterior, prepared: Prepared, spec: BlendSpec = SPEC) -> np.ndarray:
+        """Per stamp, why it is ambiguous ("" when it is not); ``spec`` sets the no-source
+        limits (ZTF's by default)."""
+        no_source = (prepared.peak_snr < spec.min_peak_snr) | (
+            prepared.coverage < spec.min_coverage
         )
         unlike = np.zeros(len(post.mean), dtype=bool)
         if self.max_variance is not None:
@@ -130,7 +131,9 @@ class BlendModel:
         gp: BlendGP,
         calibration: Calibration,
         rule: AmbiguityRule,
+        spec: BlendSpec = SPEC,
     ) -> None:
+        self.spec = spec  # which survey's stamps: ZTF's unless a model says otherwise
         self.prep = prep
         self.embedding = embedding
         self.gp = gp
@@ -147,11 +150,11 @@ class BlendModel:
 
     def decide(self, post: Posterior, prepared: Prepared) -> BlendPrediction:
         """Calibrate and flag a posterior already computed."""
-        reason = self.rule.reasons(post, prepared)
+        reason = self.rule.reasons(post, prepared, self.spec)
         return BlendPrediction(post.mean, post.variance, self.calibration(post.mean), reason)
 
     def serving(self) -> BlendServing:
-        return BlendServing(SPEC, self.prep, self.gp.hyper, self.calibration, self.rule)
+        return BlendServing(self.spec, self.prep, self.gp.hyper, self.calibration, self.rule)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -173,4 +176,6 @@ class BlendModel:
             bundle.array("train_targets").astype(np.float64),
             serving.gp,
         )
-        return cls(serving.preprocess, embedding, gp, serving.calibration, serving.ambiguity)
+        return cls(
+            serving.preprocess, embedding, gp, serving.calibration, serving.ambiguity, serving.spec
+        )

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from stampflow.classifiers.blend import ENTRY
 from stampflow.classifiers.blend.model import BlendModel, BlendServing
 from stampflow.classifiers.blend.preprocess import Prepared, prepare_each
@@ -35,6 +37,10 @@ class BlendClassifier:
 
     name = SPEC.name
     labels = SPEC.labels
+    # The model's input contract and shipped bundle: a survey's blend model (e.g.
+    # ``blend_rubin``) subclasses this with its own, and its own ``template``.
+    spec = SPEC
+    default_bundle = ENTRY.bundle
 
     def __init__(self, model: BlendModel, version: str, sha256: str) -> None:
         self.model = model
@@ -44,15 +50,21 @@ class BlendClassifier:
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> BlendClassifier:
-        bundle = load_bundle(model_dir or ENTRY.bundle, BlendServing, SPEC)
+        bundle = load_bundle(model_dir or cls.default_bundle, BlendServing, cls.spec)
         return cls(BlendModel.from_bundle(bundle), bundle.version, bundle.sha256)
 
     def applies_to(self, alert: Alert) -> bool:
         # The survey first: a Rubin alert has a cutoutTemplate too, at 0.2"/px.
-        if not SPEC.takes_survey(alert):
+        if not self.spec.takes_survey(alert):
             return False
         # A template field that is there but empty is a broken stamp, not a missing one.
-        return alert.record.get(SPEC.cutout) is not None
+        return alert.record.get(self.spec.cutout) is not None
+
+    def template(self, alert: Alert) -> np.ndarray:
+        """The alert's template stamp (float32, NaN kept); ``PacketError`` when unusable."""
+        if not alert.has_stamp(self.spec.stamp_kind):
+            raise PacketError("bad_stamp", "stampData is empty", field=self.spec.cutout)
+        return alert.stamp(self.spec.stamp_kind)
 
     def classify(self, alerts: Sequence[Alert]) -> list[Annotation]:
         """One annotation per alert, in order, from one vectorised prediction.
@@ -89,15 +101,16 @@ class BlendClassifier:
         for i, alert in enumerate(alerts):
             who = f"alert {alert.object_id} candid {alert.candid}"
             try:
-                if not alert.has_stamp(SPEC.stamp_kind):
-                    raise PacketError("bad_stamp", "stampData is empty", field=SPEC.cutout)
-                stamps.append(alert.stamp(SPEC.stamp_kind))
+                stamps.append(self.template(alert))
             except PacketError as exc:
-                results[i] = PacketError(exc.reason, f"{who}: {exc.detail}", field=SPEC.cutout)
+                field = self.spec.cutout
+                results[i] = PacketError(exc.reason, f"{who}: {exc.detail}", field=field)
                 continue
             names.append(f"{who}: template stamp")
             where.append(i)
-        batch = prepare_each(stamps, self.model.prep, field=SPEC.cutout, names=names)
+        batch = prepare_each(
+            stamps, self.model.prep, field=self.spec.cutout, names=names, spec=self.spec
+        )
         for k, error in batch.errors.items():
             results[where[k]] = error
         annotations = self.annotate(batch.prepared) if len(batch.kept) else []

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import ndimage, special
 
-from stampflow.classifiers.blend.spec import SPEC
+from stampflow.classifiers.blend.spec import SPEC, BlendSpec
 from stampflow.schemas.errors import PacketError
 
 NORMALISATIONS = ("none", "minmax", "log", "rroot", "l2")
@@ -111,24 +111,30 @@ class PreparedBatch:
 
 
 def prepare(
-    stamps: Sequence[np.ndarray], config: PreprocessConfig, field: str = "stamp"
+    stamps: Sequence[np.ndarray],
+    config: PreprocessConfig,
+    field: str = "stamp",
+    spec: BlendSpec = SPEC,
 ) -> Prepared:
     """Crop and NaN-fill a list of stamps of any shape into an (n, crop, crop) float32 array.
 
     Raises ``PacketError(reason="bad_stamp")`` naming the index of a stamp with too few
     finite pixels to estimate its sky, so a caller can skip just that one.
     """
-    batch = prepare_each(stamps, config, field)
+    batch = prepare_each(stamps, config, field, spec=spec)
     if batch.errors:
         raise batch.errors[min(batch.errors)]
     return batch.prepared
 
 
 def prepare_stamps(
-    stamps: Sequence[np.ndarray], config: PreprocessConfig, field: str = "stamp"
+    stamps: Sequence[np.ndarray],
+    config: PreprocessConfig,
+    field: str = "stamp",
+    spec: BlendSpec = SPEC,
 ) -> np.ndarray:
     """The crops of ``prepare``."""
-    return prepare(stamps, config, field).crops
+    return prepare(stamps, config, field, spec).crops
 
 
 def prepare_each(
@@ -136,6 +142,7 @@ def prepare_each(
     config: PreprocessConfig,
     field: str = "stamp",
     names: Sequence[str] | None = None,
+    spec: BlendSpec = SPEC,
 ) -> PreparedBatch:
     """``prepare`` for every usable stamp at once; each unusable one gets its ``PacketError``.
 
@@ -151,8 +158,8 @@ def prepare_each(
     errors: dict[int, PacketError] = {}
     shaped = []
     for i, a in enumerate(arrays):
-        if a.ndim != 2 or min(a.shape, default=0) < SPEC.min_side:
-            side = SPEC.min_side
+        if a.ndim != 2 or min(a.shape, default=0) < spec.min_side:
+            side = spec.min_side
             errors[i] = PacketError(
                 "bad_stamp",
                 f"{names[i]} has shape {a.shape}, need 2-D >= {side}x{side}",
@@ -170,9 +177,9 @@ def prepare_each(
             canvas = np.full((len(index), heights.max(), widths.max()), np.nan, np.float32)
             for k, i in enumerate(shaped):
                 canvas[k, : heights[k], : widths[k]] = arrays[i]
-        canvas = np.where(np.abs(canvas) < SPEC.fill_sentinel, canvas, np.nan)  # inf too
+        canvas = np.where(np.abs(canvas) < spec.fill_sentinel, canvas, np.nan)  # inf too
         count = np.isfinite(canvas).reshape(len(index), -1).sum(axis=1)
-        good = count >= SPEC.min_finite_fraction * heights * widths
+        good = count >= spec.min_finite_fraction * heights * widths
         for i, c in zip(index[~good], count[~good], strict=True):
             errors[int(i)] = PacketError(
                 "bad_stamp", f"{names[i]} has only {int(c)} finite pixels", field=field
@@ -183,7 +190,9 @@ def prepare_each(
         side = config.crop
         empty = Prepared(np.empty((0, side, side), np.float32), np.empty(0), np.empty(0))
         return PreparedBatch(empty, index, errors)
-    crops, sky, peak_snr, coverage = _crop_canvas(canvas, heights, widths, count, config)
+    crops, sky, peak_snr, coverage = _crop_canvas(
+        canvas, heights, widths, count, config, spec.stamp_size
+    )
     crops = fill_nan(crops, sky)
     if config.orient:
         crops = orient_stack(crops, sky)
@@ -229,11 +238,12 @@ def _gather(stack: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int) ->
     return out
 
 
-def _axis_candidates(size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_axis_centre_candidates`` per stamp as (first, second); equal when there is one."""
-    nominal = FULL_STAMP // 2
-    a = np.where(size >= FULL_STAMP, size // 2, np.minimum(nominal, size - 1))
-    b = np.where(size >= FULL_STAMP, size // 2, np.maximum(size - 1 - nominal, 0))
+def _axis_candidates(size: np.ndarray, full: int = FULL_STAMP) -> tuple[np.ndarray, np.ndarray]:
+    """``_axis_centre_candidates`` per stamp as (first, second); equal when there is one.
+    ``full`` is the survey's nominal stamp side."""
+    nominal = full // 2
+    a = np.where(size >= full, size // 2, np.minimum(nominal, size - 1))
+    b = np.where(size >= full, size // 2, np.maximum(size - 1 - nominal, 0))
     return np.minimum(a, b), np.maximum(a, b)
 
 
@@ -243,6 +253,7 @@ def _crop_canvas(
     widths: np.ndarray,
     count: np.ndarray,
     config: PreprocessConfig,
+    full: int = FULL_STAMP,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Crops (NaN off stamp), sky, peak S/N and coverage of usable stamps laid in the
     top-left corner of a NaN canvas (m, H, W), masked pixels already NaN."""
@@ -261,8 +272,8 @@ def _crop_canvas(
     # and never wins, and without any the centre of the stamp stays.
     best_row, best_col = heights // 2, widths // 2
     best_flux = np.full(m, -np.inf)
-    for row in _axis_candidates(heights):
-        for col in _axis_candidates(widths):
+    for row in _axis_candidates(heights, full):
+        for col in _axis_candidates(widths, full):
             flux = _gather(filled, row, col, 2).reshape(m, -1).sum(axis=1)
             better = flux.astype(np.float64) > best_flux
             best_row = np.where(better, row, best_row)

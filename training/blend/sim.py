@@ -59,6 +59,7 @@ class SimConfig:
     """The distributions stamps are drawn from; every range is (low, high), drawn uniformly."""
 
     pixel_scale: float = SPEC.pixel_scale_arcsec
+    stamp_size: int = STAMP  # px on a side (the survey's cutout)
     blend_fraction: float = 0.5
     triple_fraction: float = 0.1  # of blends
     fwhm_range: tuple[float, float] = (1.5, 3.0)  # arcsec
@@ -73,6 +74,9 @@ class SimConfig:
     read_noise: float = 10.0  # e-
     n_coadd_range: tuple[int, int] = (15, 40)
     neighbour_prob: float = 0.2
+    # arcsec from the centre: uniform in (max(5 FWHM, low), high) (the low end capped at
+    # high), inside ZTF's stamp
+    neighbour_distance: tuple[float, float] = (8.0, 28.0)
     edge_cut_prob: float = 0.05
     nan_prob: float = 0.1
     oversample: int = 3
@@ -167,7 +171,8 @@ def draw_scene(rng: np.random.Generator, m: int, config: SimConfig) -> Scene:
     zp = rng.uniform(*c.zero_point_range, m)
     total = 10.0 ** (-0.4 * (mag - zp))  # DN in the 30 s flux scale
     sky = 10.0 ** (-0.4 * (rng.uniform(*c.sky_mag_range, m) - zp)) * c.pixel_scale**2
-    centre = STAMP // 2
+    centre = c.stamp_size // 2
+    size = c.stamp_size
     off_x, off_y = rng.uniform(-0.5, 0.5, m), rng.uniform(-0.5, 0.5, m)
 
     # Companion fluxes relative to the primary; the primary sits at the (jittered) centre.
@@ -181,7 +186,15 @@ def draw_scene(rng: np.random.Generator, m: int, config: SimConfig) -> Scene:
         seps[has, j] = np.sqrt(rng.uniform(lo**2, hi**2, has.sum()))
     primary = total / (1.0 + ratios.sum(axis=1))
     system = render_stars(
-        centre + off_x, centre + off_y, primary, fwhm_px, beta, q, angle, oversample=c.oversample
+        centre + off_x,
+        centre + off_y,
+        primary,
+        fwhm_px,
+        beta,
+        q,
+        angle,
+        oversample=c.oversample,
+        size=size,
     )
     for j in range(2):
         has = n_stars > j + 1
@@ -198,6 +211,7 @@ def draw_scene(rng: np.random.Generator, m: int, config: SimConfig) -> Scene:
             q[has],
             angle[has],
             oversample=c.oversample,
+            size=size,
         )
 
     neighbour = np.zeros_like(system)
@@ -205,7 +219,9 @@ def draw_scene(rng: np.random.Generator, m: int, config: SimConfig) -> Scene:
     if has_nb.any():
         k = int(has_nb.sum())
         # Resolved and away from the centre: at least 5 FWHM and 8", inside the stamp.
-        dist = rng.uniform(np.maximum(5.0 * fwhm[has_nb], 8.0), 28.0) / c.pixel_scale
+        near, far = c.neighbour_distance
+        low = np.minimum(np.maximum(5.0 * fwhm[has_nb], near), far)
+        dist = rng.uniform(low, far) / c.pixel_scale
         theta = rng.uniform(0.0, 2 * np.pi, k)
         nb_flux = 10.0 ** (-0.4 * (rng.uniform(14.0, 21.0, k) - zp[has_nb]))
         neighbour[has_nb] = render_stars(
@@ -217,6 +233,7 @@ def draw_scene(rng: np.random.Generator, m: int, config: SimConfig) -> Scene:
             q[has_nb],
             angle[has_nb],
             oversample=c.oversample,
+            size=size,
         )
 
     # Closest companion and its flux ratio describe the blend (a triple's tightest pair).
@@ -285,21 +302,23 @@ def damage(
     image kind, a list of m float32 stamps (cut ones smaller), plus the edge-cut flags, the
     NaN counts and which stamps received bad pixels.
     """
-    m = images[0].shape[0]
+    m, full = images[0].shape[0], images[0].shape[1]
+    # An edge-cut stamp keeps 41-59 of ZTF's 63 rows or columns: the same shares of another.
+    keep_range = (round(full * 41 / STAMP), round(full * 60 / STAMP))
     cut = rng.random(m) < edge_cut_prob
     bad = rng.random(m) < nan_prob
     out: list[list[np.ndarray]] = [[] for _ in images]
     n_nan = np.zeros(m, dtype=np.int64)
     for i in range(m):
-        mask = np.zeros((STAMP, STAMP), dtype=bool)
+        mask = np.zeros((full, full), dtype=bool)
         if bad[i]:
-            mask.flat[rng.choice(STAMP * STAMP, size=rng.integers(1, 30), replace=False)] = True
+            mask.flat[rng.choice(full * full, size=rng.integers(1, 30), replace=False)] = True
             if rng.random() < 0.3:  # a bad column
-                mask[:, rng.integers(0, STAMP)] = True
+                mask[:, rng.integers(0, full)] = True
         rows, cols = slice(None), slice(None)
         if cut[i]:
-            keep = int(rng.integers(41, 60))
-            side = slice(0, keep) if rng.random() < 0.5 else slice(STAMP - keep, STAMP)
+            keep = int(rng.integers(*keep_range))
+            side = slice(0, keep) if rng.random() < 0.5 else slice(full - keep, full)
             rows, cols = (side, slice(None)) if rng.random() < 0.5 else (slice(None), side)
         n_nan[i] = int(mask[rows, cols].sum())
         for kind, image in enumerate(images):

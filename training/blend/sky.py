@@ -61,6 +61,9 @@ class SkyConfig:
     """Ranges the stamps are drawn from (uniform unless said otherwise)."""
 
     pixel_scale: float = SPEC.pixel_scale_arcsec
+    stamp_size: int = STAMP  # px on a side (the survey's cutout)
+    aperture_m: float = 1.22  # the telescope's (P48) diameter, for its diffraction
+    obscuration_range: tuple[float, float] = (0.3, 0.45)  # central obscuration, of the diameter
     blend_fraction: float = 0.5
     triple_fraction: float = 0.1
     seeing_range: tuple[float, float] = (1.6, 2.6)  # coadd FWHM, arcsec
@@ -81,6 +84,7 @@ class SkyConfig:
     field_star_mean: tuple[float, float] = (0.3, 6.0)  # per stamp, Poisson mean range
     field_mag_range: tuple[float, float] = (13.0, 21.5)
     galaxy_mean: tuple[float, float] = (0.0, 2.0)
+    galaxy_mag_range: tuple[float, float] = (17.5, 22.0)
     host_prob: float = 0.25
     host_mag_offset: tuple[float, float] = (1.5, 5.0)  # host mag - central star mag
     correlated_noise_prob: float = 0.9
@@ -89,6 +93,7 @@ class SkyConfig:
     saturation_dn: tuple[float, float] = (2.0e4, 6.0e4)
     mask_saturated_prob: float = 0.5
     masked_block_prob: float = 0.15
+    masked_block_px: tuple[int, int] = (6, 40)  # side range of a masked block
     edge_cut_prob: float = 0.05
     nan_prob: float = 0.1
 
@@ -103,7 +108,9 @@ class SkyConfig:
 
 
 @functools.cache
-def _strut_bank(size: int = 8) -> tuple[galsim.GSObject, ...]:
+def _strut_bank(
+    size: int = 8, diam: float = 1.22, obscuration: tuple[float, float] = (0.3, 0.45)
+) -> tuple[galsim.GSObject, ...]:
     """Diffraction PSFs of the 1.22 m Schmidt aperture with its obscuration and four struts
     (defocus, astigmatism, coma in waves), built once per process: costly to evaluate, so
     only ``strut_prob`` of the stamps use one; at 1"/px their spikes show on bright stars."""
@@ -111,8 +118,8 @@ def _strut_bank(size: int = 8) -> tuple[galsim.GSObject, ...]:
     return tuple(
         galsim.OpticalPSF(
             lam=620.0,
-            diam=1.22,
-            obscuration=float(rng.uniform(0.3, 0.45)),
+            diam=diam,
+            obscuration=float(rng.uniform(*obscuration)),
             nstruts=4,
             strut_angle=float(rng.uniform(0, 90)) * galsim.degrees,
             defocus=float(rng.normal(0, 0.25)),
@@ -136,12 +143,18 @@ def _psf(rng: np.random.Generator, fwhm: float, c: SkyConfig) -> galsim.GSObject
         atm_fwhm = float(np.sqrt(max((fwhm * scale) ** 2 - (2.355 * blur) ** 2, 0.5)))
         parts.append(galsim.Kolmogorov(fwhm=atm_fwhm, gsparams=_GSPARAMS).withFlux(float(w)))
     if rng.random() < c.strut_prob:
-        bank = _strut_bank()
+        bank = (
+            _strut_bank()
+            if (c.aperture_m, c.obscuration_range) == (1.22, (0.3, 0.45))
+            else _strut_bank(8, c.aperture_m, tuple(c.obscuration_range))
+        )
         diffraction = bank[int(rng.integers(len(bank)))]
     else:
         diffraction = galsim.Airy(
-            lam_over_diam=_LAM_OVER_DIAM,
-            obscuration=float(rng.uniform(0.3, 0.45)),
+            lam_over_diam=(
+                _LAM_OVER_DIAM if c.aperture_m == 1.22 else 620e-9 / c.aperture_m * 206265
+            ),
+            obscuration=float(rng.uniform(*c.obscuration_range)),
             gsparams=_GSPARAMS,
         )
     optics = galsim.Convolve(diffraction, galsim.Gaussian(sigma=blur, gsparams=_GSPARAMS))
@@ -199,8 +212,9 @@ def _saturate(
         excess = float(np.sum(np.clip(out[:, col] - level, 0, None)))
         rows = np.nonzero(over[:, col])[0]
         out[over[:, col], col] = level
-        bleed = int(min(excess / level, STAMP))  # the charge runs along the column
-        lo, hi = max(rows.min() - bleed // 2, 0), min(rows.max() + bleed // 2 + 1, STAMP)
+        side = image.shape[0]
+        bleed = int(min(excess / level, side))  # the charge runs along the column
+        lo, hi = max(rows.min() - bleed // 2, 0), min(rows.max() + bleed // 2 + 1, side)
         out[lo:hi, col] = level
     return out, True
 
@@ -210,6 +224,7 @@ def simulate_templates(
 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """``n`` template stamps (float32 DN, real shapes, NaN kept) and their truth columns."""
     c = config
+    STAMP = c.stamp_size  # noqa: N806 - the module's constant, for this survey
     half = STAMP * c.pixel_scale / 2
     truth: dict[str, list] = {k: [] for k in SKY_COLUMNS}
     images = np.empty((n, STAMP, STAMP))
@@ -243,7 +258,7 @@ def simulate_templates(
                 galsim.Exponential(
                     half_light_radius=float(rng.uniform(0.5, 2.5)), gsparams=_GSPARAMS
                 )
-                .withFlux(10 ** (-0.4 * (rng.uniform(17.5, 22.0) - zp)))
+                .withFlux(10 ** (-0.4 * (rng.uniform(*c.galaxy_mag_range) - zp)))
                 .shear(
                     q=float(rng.uniform(0.3, 1.0)),
                     beta=float(rng.uniform(0, np.pi)) * galsim.radians,
@@ -287,7 +302,7 @@ def simulate_templates(
             rng, image, float(rng.uniform(*c.saturation_dn)), rng.random() < c.mask_saturated_prob
         )
         if rng.random() < c.masked_block_prob:
-            h, w = rng.integers(6, 40, 2)
+            h, w = rng.integers(*c.masked_block_px, 2)
             y0, x0 = rng.integers(0, STAMP - h), rng.integers(0, STAMP - w)
             image[y0 : y0 + h, x0 : x0 + w] = np.nan
         images[i] = image

@@ -32,7 +32,7 @@ from stampflow.classifiers.blend.preprocess import (
     normalise,
     prepare,
 )
-from stampflow.classifiers.blend.spec import SPEC
+from stampflow.classifiers.blend.spec import SPEC, BlendSpec
 from stampflow.classifiers.bundle import save_bundle
 from stampflow.training.blend import sim, sky
 from stampflow.training.blend.fit import fit_embedding, fit_hyperparameters
@@ -100,14 +100,16 @@ def simulate_dataset(
     generator: Generator,
     prep: PreprocessConfig,
     desc: str = "sim",
+    spec: BlendSpec = SPEC,
 ) -> Dataset:
-    """Simulate ``n`` template stamps with ``generator`` and prepare them as the plugin does."""
+    """Simulate ``n`` template stamps with ``generator`` and prepare them as the plugin does
+    (the plugin of ``spec``'s model: ZTF's by default)."""
     simulate = GENERATORS[type(generator)]
     parts, truths = [], []
     with tqdm(total=n, desc=desc, unit="stamp", leave=False) as bar:
         for start in range(0, n, _SIM_CHUNK):
             stamps, truth = simulate(rng, min(_SIM_CHUNK, n - start), generator)
-            parts.append(prepare(stamps, prep))
+            parts.append(prepare(stamps, prep, spec=spec))
             truths.append(truth)
             bar.update(len(stamps))
     truth = {k: np.concatenate([t[k] for t in truths]) for k in truths[0]}
@@ -121,12 +123,12 @@ class Splits:
     test: Dataset
 
 
-def simulate_splits(config: TrainConfig) -> Splits:
+def simulate_splits(config: TrainConfig, spec: BlendSpec = SPEC) -> Splits:
     """Three independent simulated sets, each from its own child seed of ``config.seed``."""
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     sizes = (config.n_train, config.n_val, config.n_test)
     sets = [
-        simulate_dataset(np.random.default_rng(s), n, config.sim, config.prep, desc=name)
+        simulate_dataset(np.random.default_rng(s), n, config.sim, config.prep, name, spec)
         for s, n, name in zip(seeds, sizes, ("train", "val", "test"), strict=True)
     ]
     return Splits(*sets)
@@ -242,17 +244,18 @@ class TrainedBlend:
     seconds: float = float("nan")  # simulation included, when ``train`` made it
 
 
-def train(config: TrainConfig) -> TrainedBlend:
-    """Simulate the three splits from ``config.seed`` and fit on them."""
+def train(config: TrainConfig, spec: BlendSpec = SPEC) -> TrainedBlend:
+    """Simulate the three splits from ``config.seed`` and fit on them (for ``spec``'s model:
+    ZTF's blend model by default; ``config.sim`` must draw that survey's stamps)."""
     started = time.perf_counter()
-    trained = fit(config, simulate_splits(config))
+    trained = fit(config, simulate_splits(config, spec), spec)
     return dataclasses.replace(trained, seconds=time.perf_counter() - started)
 
 
-def fit(config: TrainConfig, splits: Splits) -> TrainedBlend:
+def fit(config: TrainConfig, splits: Splits, spec: BlendSpec = SPEC) -> TrainedBlend:
     """Fit on train; on validation, calibrate and choose the ambiguity rule; score on test."""
     embedding, gp = fit_gp(splits.train, config.prep, config)
-    provisional = BlendModel(config.prep, embedding, gp, Calibration(), AmbiguityRule(0, 0))
+    provisional = BlendModel(config.prep, embedding, gp, Calibration(), AmbiguityRule(0, 0), spec)
     val = splits.val
     post = provisional.posterior(val.crops)
     calibration = fit_calibration(post.mean, val.labels)
@@ -261,7 +264,7 @@ def fit(config: TrainConfig, splits: Splits) -> TrainedBlend:
     max_variance = float(np.quantile(post.variance, config.ood_quantile))
     max_residual = float(np.quantile(post.residual, config.ood_quantile))
     limits = AmbiguityRule(0.0, -np.inf, max_variance, max_residual)  # margin never fires
-    passed = limits.reasons(post, val.prepared) == ""
+    passed = limits.reasons(post, val.prepared, spec) == ""
     margin = choose_rule(
         post.mean[passed],
         post.variance[passed],
@@ -270,7 +273,7 @@ def fit(config: TrainConfig, splits: Splits) -> TrainedBlend:
         max(config.max_flagged - (1 - passed.mean()), 0.01),
     )
     rule = AmbiguityRule(margin.kappa, margin.tau, max_variance, max_residual)
-    model = BlendModel(config.prep, embedding, gp, calibration, rule)
+    model = BlendModel(config.prep, embedding, gp, calibration, rule, spec)
     val_pred = model.decide(post, val.prepared)
     val_metrics = evaluate(val_pred, val.labels)
     test_metrics = evaluate(model.predict(splits.test.prepared), splits.test.labels)
@@ -281,7 +284,7 @@ def save(trained: TrainedBlend, out: Path) -> Path:
     """Write the bundle (safetensors arrays + manifest) the plugin loads."""
     return save_bundle(
         out,
-        version=SPEC.version,
+        version=trained.model.spec.version,
         serving=trained.model.serving(),
         arrays=trained.model.arrays(),
         training=trained.config,
