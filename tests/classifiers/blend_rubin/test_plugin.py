@@ -127,3 +127,23 @@ def test_a_broken_cutout_is_a_clear_error_for_that_alert_only(plugin, blob):
     with pytest.raises(PacketError, match="7002"):
         plugin.classify([good[0], bad, good[1]])
     assert len(plugin.classify([good[0]])) == 1
+
+
+def test_a_cutout_at_another_pixel_scale_is_refused(plugin):
+    import io
+
+    from astropy.io import fits
+
+    header = fits.Header()
+    header.update(
+        CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=10.0, CRVAL2=-5.0, CRPIX1=16.0, CRPIX2=16.0,
+        CDELT1=-1.0 / 3600, CDELT2=1.0 / 3600,
+    )  # fmt: skip
+    image = np.random.default_rng(3).normal(100, 1, (31, 31)).astype(np.float32)
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(image, header).writeto(buffer)
+    alert = _rubin_alert(4, buffer.getvalue())
+    assert alert.view.cutout("template").pixel_scale == pytest.approx(1.0)
+    (error,) = plugin.outcomes([alert])
+    assert isinstance(error, PacketError) and error.reason == "bad_stamp"
+    assert '1"/px' in error.detail and "7004" in error.detail
