@@ -5,6 +5,7 @@ blend model: the samples carry no cutouts, so each gets the three a Rubin pipeli
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import fastavro
@@ -15,6 +16,7 @@ from stampflow.schemas.registry import LocalSchemas, rubin_schema_id, rubin_vers
 from stampflow.schemas.rubin_packets import rubin_cutout
 from stampflow.schemas.wire import encode_wire
 from stampflow.stream.cli import main
+from stampflow.stream.threads import THREAD_VARIABLES
 from stampflow.training.synth import rubin_images
 
 
@@ -29,7 +31,11 @@ def _with_cutouts(record: dict, rng: np.random.Generator) -> dict:
     }
 
 
-def test_every_sample_version_comes_out_annotated_by_the_rubin_model(tmp_path: Path) -> None:
+def test_every_sample_version_comes_out_annotated_by_the_rubin_model(
+    tmp_path: Path, monkeypatch
+) -> None:
+    for name in THREAD_VARIABLES:  # the in-process run sets them; undone after the test
+        monkeypatch.setenv(name, os.environ.get(name, "1"))
     registry = LocalSchemas.rubin()
     rng = np.random.default_rng(11)
     night = tmp_path / "night"

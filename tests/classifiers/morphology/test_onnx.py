@@ -155,6 +155,8 @@ def test_onnx_graph_computes_the_torch_network(shipped, images):
 
 
 def test_threads_are_configurable(monkeypatch):
+    # An in-process `stampflow run` earlier in the session sets this for its workers.
+    monkeypatch.delenv("STAMPFLOW_MORPHOLOGY_THREADS", raising=False)
     assert MorphologyClassifier.load().model.threads == 1
     assert MorphologyClassifier.load(threads=2).model.threads == 2
     monkeypatch.setenv("STAMPFLOW_MORPHOLOGY_THREADS", "2")
