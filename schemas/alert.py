@@ -9,7 +9,7 @@ import numpy as np
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.stamps import decode_stamp
 from stampflow.schemas.survey import PIXEL_SCALE, Cutout, SurveyAlert
-from stampflow.schemas.writer_schema import WriterSchema
+from stampflow.schemas.writer_schema import DecodedRecord, WriterSchema
 
 STAMP_FIELDS = {
     "science": "cutoutScience",
@@ -64,27 +64,12 @@ class MultibandCutout:
         return f"MultibandCutout(filters={self.filters}, pixel_scale={self.pixel_scale})"
 
 
-class Alert:
-    """A ZTF-style alert decoded from one Avro record.
-
-    ``record`` is the record as decoded (stamps still compressed); ``record_bytes`` its
-    encoding under ``writer_schema``, which the encoder copies into the output unchanged;
-    ``raw`` is the whole packet the record came from (kept for dead letters); ``view`` the
-    survey-neutral ``SurveyAlert``.
-    """
+class Alert(DecodedRecord):
+    """A ZTF-style alert decoded from one Avro record (``DecodedRecord``'s fields); ``view``
+    is the survey-neutral ``SurveyAlert``."""
 
     survey = "ztf"
-    __slots__ = (
-        "raw",
-        "record",
-        "record_bytes",
-        "writer_schema",
-        "schema_id",
-        "_stamps",
-        "_multiband",
-        "_multiband_read",
-        "_view",
-    )
+    __slots__ = ("_stamps", "_multiband", "_multiband_read", "_view")
 
     def __init__(
         self,
@@ -94,11 +79,7 @@ class Alert:
         record_bytes: bytes | None = None,
         schema_id: int | None = None,
     ) -> None:
-        self.raw = raw
-        self.record = record
-        self.record_bytes = record_bytes
-        self.writer_schema = writer_schema
-        self.schema_id = schema_id  # the wire format's registry id; None from a container
+        super().__init__(raw, record, writer_schema, record_bytes, schema_id)
         self._stamps: dict[str, np.ndarray] = {}
         self._multiband: MultibandCutout | None = None
         self._multiband_read = False

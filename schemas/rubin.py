@@ -26,7 +26,7 @@ from stampflow.schemas.survey import (
     ab_magnitude,
     ab_magnitude_err,
 )
-from stampflow.schemas.writer_schema import WriterSchema
+from stampflow.schemas.writer_schema import DecodedRecord, WriterSchema
 
 RUBIN_CUTOUT_FIELDS = {
     "science": "cutoutScience",
@@ -36,17 +36,12 @@ RUBIN_CUTOUT_FIELDS = {
 REQUIRED_DIA_SOURCE = ("ra", "dec", "midpointMjdTai")
 
 
-class RubinAlert:
-    """A Rubin alert decoded from one Avro record (Confluent wire format or a container).
-
-    Same shape as ``Alert``: ``raw`` (the whole message, for dead letters), ``record`` (as
-    decoded, cutouts still FITS bytes), ``record_bytes`` (its encoding under
-    ``writer_schema``, which an encoder copies unchanged), plus ``schema_id``: the registry
-    id the message was framed with (None when it came in a container file).
-    """
+class RubinAlert(DecodedRecord):
+    """A Rubin alert decoded from one Avro record (Confluent wire format or a container):
+    ``DecodedRecord``'s fields, cutouts still FITS bytes in ``record``."""
 
     survey = "rubin"
-    __slots__ = ("raw", "record", "record_bytes", "writer_schema", "schema_id", "_cutouts", "_view")
+    __slots__ = ("_cutouts", "_view")
 
     def __init__(
         self,
@@ -56,11 +51,7 @@ class RubinAlert:
         record_bytes: bytes | None = None,
         schema_id: int | None = None,
     ) -> None:
-        self.raw = raw
-        self.record = record
-        self.record_bytes = record_bytes
-        self.writer_schema = writer_schema
-        self.schema_id = schema_id
+        super().__init__(raw, record, writer_schema, record_bytes, schema_id)
         self._cutouts: dict[str, Cutout] | None = None
         self._view: SurveyAlert | None = None
 

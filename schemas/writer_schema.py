@@ -156,3 +156,27 @@ def _encodes_to_nothing(schema: Any, zero_named: set[str]) -> bool:
             isinstance(f, dict) and _encodes_to_nothing(f.get("type"), zero_named) for f in fields
         )
     return False
+
+
+class DecodedRecord:
+    """What an alert of any survey holds: ``raw``, the whole packet or message it came from
+    (kept for dead letters); ``record``, as decoded (stamps or cutouts still compressed);
+    ``record_bytes``, its encoding under ``writer_schema``, which the encoder copies into the
+    output unchanged; ``schema_id``, the wire format's registry id (None from a container).
+    Subclasses add their survey's lazily decoded parts."""
+
+    __slots__ = ("raw", "record", "record_bytes", "writer_schema", "schema_id")
+
+    def __init__(
+        self,
+        raw: bytes,
+        record: dict[str, Any],
+        writer_schema: WriterSchema,
+        record_bytes: bytes | None = None,
+        schema_id: int | None = None,
+    ) -> None:
+        self.raw = raw
+        self.record = record
+        self.record_bytes = record_bytes
+        self.writer_schema = writer_schema
+        self.schema_id = schema_id
