@@ -8,7 +8,9 @@
   lsst package (``python -m stampflow.schemas.vendor_rubin`` regenerates them from
   ``lsst-alert-packet``); ``from_directory`` reads ``<id>.avsc`` files;
 * ``RemoteRegistry``: a Confluent-compatible registry server through confluent-kafka's
-  ``SchemaRegistryClient`` (url and auth settings passed through), cached by id.
+  ``SchemaRegistryClient`` (url and auth settings passed through: basic auth as
+  ``basic.auth.user.info`` ``user:password`` or in the URL, ``https://user:password@host``),
+  cached by id. Its password is never shown: not in its ``url``, ``repr`` or errors.
 
 Both can ``register(subject, schema)`` (the annotated output schemas): the server assigns
 the id; ``LocalSchemas`` derives a deterministic one from the schema (``local_schema_id``)
@@ -34,6 +36,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
 
 from stampflow.schemas.errors import PacketError
 
@@ -63,6 +66,44 @@ class SchemaRegistry(Protocol):
         ``RegistryUnavailable`` when it cannot be asked.
         """
         ...
+
+
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*):[^/@\s]*@")
+MASK = "***"
+# SchemaRegistryClient settings whose values are credentials (shown as ***).
+_SECRET_SETTINGS = ("basic.auth.user.info", "ssl.key.password", "bearer.auth.token")
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to show: ``https://user:secret@host`` becomes ``https://user:***@host``."""
+    return _USERINFO_PASSWORD.sub(rf"\1:{MASK}@", url)
+
+
+def _is_secret_setting(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_SETTINGS or any(
+        marker in lowered for marker in ("password", "secret", "token")
+    )
+
+
+def redact_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``SchemaRegistryClient`` settings safe to show: credentials as ``***``."""
+    return {k: (MASK if _is_secret_setting(k) else v) for k, v in config.items()}
+
+
+def _secrets(url: str, config: Mapping[str, Any]) -> list[str]:
+    """Every credential text in ``url`` and ``config``, longest first (to mask in errors)."""
+    found: set[str] = set()
+    parsed = urlsplit(url.split(",")[0].strip())
+    for part in (parsed.password, unquote(parsed.password or "")):
+        if part:
+            found.add(part)
+    for name, value in config.items():
+        if _is_secret_setting(name) and isinstance(value, str) and value:
+            found.add(value)
+            if name.lower() == "basic.auth.user.info" and ":" in value:
+                found.add(value.split(":", 1)[1])
+    return sorted((s for s in found if s), key=len, reverse=True)
 
 
 def unknown_schema_id(schema_id: int, where: str = "the registry") -> PacketError:
@@ -252,7 +293,12 @@ class RemoteRegistry:
     """A Confluent-compatible schema registry (Confluent, Apicurio's ccompat API, Karapace).
 
     ``config`` is passed to confluent-kafka's ``SchemaRegistryClient`` as it is, e.g.
-    ``{"basic.auth.user.info": "user:secret", "ssl.ca.location": "...", "timeout": 10}``.
+    ``{"basic.auth.user.info": "user:secret", "ssl.ca.location": "...", "timeout": 10}``;
+    basic auth may also be the URL's userinfo (``https://user:secret@host``), not both.
+    ``url`` is the URL as it may be shown (its password ``***``); neither ``repr`` nor an
+    error message holds a credential. A registry refusing the credentials (HTTP 401/403)
+    is ``RegistryUnavailable``, saying so.
+
     Schemas are immutable once registered, so every schema fetched is kept for good;
     unknown ids are remembered for ``unknown_ttl_s`` so a flood of them does not become a
     flood of requests.
@@ -266,7 +312,9 @@ class RemoteRegistry:
         unknown_ttl_s: float = 30.0,
         client: Any = None,
     ) -> None:
-        self.url = url
+        self.url = redact_url(url)
+        self._shown_config = redact_settings(config or {})
+        self._secrets = _secrets(url, config or {})
         if client is None:
             try:
                 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -275,12 +323,25 @@ class RemoteRegistry:
                     "the schema registry client needs confluent-kafka's schemaregistry extra "
                     f"(pip install 'confluent-kafka[schemaregistry]'): {exc}"
                 ) from exc
-            client = SchemaRegistryClient({**dict(config or {}), "url": url})
+            try:
+                client = SchemaRegistryClient({**dict(config or {}), "url": url})
+            except (ValueError, TypeError) as exc:  # a setting it refuses, said without secrets
+                raise type(exc)(f"schema registry {self.url}: {self._mask(str(exc))}") from None
         self.client = client
         self.unknown_ttl_s = unknown_ttl_s
         self._schemas: dict[int, str] = {}
         self._unknown: dict[int, float] = {}  # id -> monotonic time it was found missing
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RemoteRegistry(url={self.url!r}, config={self._shown_config!r})"
+
+    def _mask(self, text: str) -> str:
+        """``text`` with every credential of this registry replaced by ``***``."""
+        text = redact_url(text)
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def lookup(self, schema_id: int) -> str:
         schema = self._schemas.get(schema_id)
@@ -311,13 +372,14 @@ class RemoteRegistry:
                 raise unknown_schema_id(schema_id, f"the registry at {self.url}") from exc
             raise RegistryUnavailable(
                 f"schema registry {self.url} answered HTTP {exc.http_status_code} for schema "
-                f"id {schema_id}: {exc.error_message}"
-            ) from exc
+                f"id {schema_id}{_auth_hint(exc.http_status_code)}: "
+                f"{self._mask(str(exc.error_message))}"
+            ) from None
         except Exception as exc:  # connection refused, timeout, TLS: whatever httpx raises
             raise RegistryUnavailable(
                 f"schema registry {self.url} unreachable for schema id {schema_id}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"{type(exc).__name__}: {self._mask(str(exc))}"
+            ) from None
         kind = (found.schema_type or "AVRO").upper()
         if kind != "AVRO":
             raise PacketError(
@@ -333,13 +395,23 @@ class RemoteRegistry:
         try:
             schema_id = self.client.register_schema(subject, Schema(text, "AVRO"))
         except Exception as exc:
+            status = getattr(exc, "http_status_code", None)
             raise RegistryUnavailable(
-                f"schema registry {self.url} refused to register {subject}: {exc}"
-            ) from exc
+                f"schema registry {self.url} refused to register {subject}"
+                f"{_auth_hint(status)}: {self._mask(str(exc))}"
+            ) from None
         with self._lock:
             self._schemas.setdefault(schema_id, text)
             self._unknown.pop(schema_id, None)
         return schema_id
+
+
+def _auth_hint(status: int | None) -> str:
+    if status == 401:
+        return " (credentials missing or refused: basic.auth.user.info or user:password@host)"
+    if status == 403:
+        return " (these credentials may not do that)"
+    return ""
 
 
 class RetryingRegistry:

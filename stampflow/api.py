@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,7 @@ def consume(
     max_records: int | None = None,
     properties: dict[str, str] | None = None,
     registry: str | None = None,
+    registry_config: Mapping[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The records stampflow published on ``topic``, as dicts (what ``classify`` returns).
 
@@ -182,13 +183,19 @@ def consume(
     ``stampflow.stream.results.ResultsError`` on the first ``next``. The consumer closes when
     the iterator ends or is closed. Annotated Rubin output (Confluent wire format) needs
     ``registry``: a schema registry URL, ``"rubin"`` or a directory, as ``--schema-registry``
-    and ``--schema-dir`` name them.
+    and ``--schema-dir`` name them. A registry that wants basic auth takes it in the URL
+    (``https://user:password@host``) or in ``registry_config``, confluent-kafka's
+    ``SchemaRegistryClient`` settings (``{"basic.auth.user.info": "user:password"}``, TLS,
+    ``timeout``) as the daemon's ``input.schema_registry.config``; the password is never
+    shown (not in the registry's ``repr``, nor in an error).
     """
     if max_records is not None and max_records < 1:
         raise ValueError(f"max_records must be at least 1, got {max_records}")
     from stampflow.stream.consume_cmd import open_output_registry, read_topic
 
     is_url = registry is not None and registry.startswith(("http://", "https://"))
+    if registry_config and not is_url:
+        raise ValueError("registry_config needs registry to be a schema registry URL")
     records = read_topic(
         bootstrap,
         topic,
@@ -196,7 +203,9 @@ def consume(
         idle_timeout_s=timeout,
         properties=properties,
         registry=open_output_registry(
-            registry if is_url else None, None if is_url or registry is None else registry
+            registry if is_url else None,
+            None if is_url or registry is None else registry,
+            config=dict(registry_config) if registry_config else None,
         ),
     )
     return _at_most(records, max_records)

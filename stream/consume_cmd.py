@@ -9,6 +9,11 @@ the daemon's registry: ``--schema-registry URL`` (the daemon's), or ``--schema-d
 (the daemon's ``local: DIR``, where it wrote them) or ``--schema-dir rubin`` (Rubin's
 schemas, and the deterministic ids of their annotated forms a ``local: rubin`` daemon
 frames with). A message whose id the registry lacks is skipped with a warning (exit 1).
+A registry that wants basic auth takes it as the daemon's does: ``user:password@`` in the
+URL, or ``--schema-registry-config basic.auth.user.info=user:password`` (any
+``SchemaRegistryClient`` setting, repeatable), or the daemon's environment variables
+``STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__...`` (``..._BASIC_AUTH_USER_INFO``), which keep
+the password off the command line; the password is never printed.
 
 Filters keep records with one annotation meeting all of ``--classifier``, ``--label``,
 ``--min-probability`` and ``--ambiguous/--not-ambiguous``; ``--save`` also writes the kept
@@ -22,7 +27,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the Confluent-compatible registry the daemon registered its output schemas in",
     )
     schemas.add_argument(
+        "--schema-registry-config",
+        dest="registry_config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a SchemaRegistryClient setting, e.g. basic.auth.user.info=USER:PASSWORD "
+        "(repeatable; also from STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__<KEY>)",
+    )
+    schemas.add_argument(
         "--schema-dir",
         metavar="DIR|rubin",
         help="offline: the daemon's local schema directory, or 'rubin' for a daemon run "
@@ -126,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         wanted = _filter(args)
         if args.save is not None:
             check_destination(args.save, force=args.force)
-        registry = open_output_registry(args.schema_registry, args.schema_dir)
+        settings = registry_settings(args.registry_config, os.environ, url=args.schema_registry)
+        registry = open_output_registry(args.schema_registry, args.schema_dir, config=settings)
         if not args.quiet:
             print(header())
         try:
@@ -151,19 +166,54 @@ def run(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-def open_output_registry(url: str | None, local: str | None) -> Any:
+def open_output_registry(
+    url: str | None, local: str | None, *, config: Mapping[str, Any] | None = None
+) -> Any:
     """The registry ``--schema-registry``/``--schema-dir`` name (None without either).
 
+    ``config``: ``SchemaRegistryClient`` settings of the ``url`` registry (basic auth as
+    ``basic.auth.user.info``, TLS, timeouts), as the daemon's ``input.schema_registry.config``.
     ``rubin`` also learns the annotated form of every Rubin schema (Rubin's plus the
     ``stampflow`` field) under the deterministic id a ``local: rubin`` daemon frames its
     output with (``registry.local_schema_id``): that daemon writes them nowhere.
     """
     from stampflow.schemas.registry import open_registry
 
-    registry = open_registry(url, None, local)
+    if config and not url:
+        raise ValueError("schema registry settings need a schema registry URL")
+    registry = open_registry(url, config or None, local)
     if isinstance(registry, LocalSchemas) and str(local) == RUBIN_LOCAL:
         _learn_annotated(registry)
     return registry
+
+
+REGISTRY_ENV_PREFIX = "STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__"
+
+
+def registry_settings(
+    pairs: list[str], env: Mapping[str, str], *, url: str | None = None
+) -> dict[str, Any]:
+    """``SchemaRegistryClient`` settings: ``KEY=VALUE`` pairs over the daemon's
+    ``STAMPFLOW_INPUT__SCHEMA_REGISTRY__CONFIG__<KEY>`` variables (``BASIC_AUTH_USER_INFO``
+    is ``basic.auth.user.info``), typed as the daemon's config types them. The variables
+    count only with a ``url`` (they are the daemon's, and need not be this reader's).
+    No value is ever part of an error."""
+    from stampflow.stream.config import _registry_client_config
+
+    settings: dict[str, str] = {}
+    for name, text in env.items() if url else ():
+        if name.startswith(REGISTRY_ENV_PREFIX) and len(name) > len(REGISTRY_ENV_PREFIX):
+            parts = name[len(REGISTRY_ENV_PREFIX) :].split("__")
+            key = ".".join(p if "." in p else p.lower().replace("_", ".") for p in parts)
+            settings[key] = text
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("--schema-registry-config: expected KEY=VALUE")  # no value shown
+        if key.strip() == "url":
+            raise ValueError("--schema-registry-config url: give it as --schema-registry")
+        settings[key.strip()] = value
+    return _registry_client_config(settings) if settings else {}
 
 
 def _learn_annotated(registry: LocalSchemas) -> None:
