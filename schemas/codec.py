@@ -9,6 +9,10 @@ Two framings are read:
   given a ``registry``: a ``registry.SchemaRegistry`` (``LocalSchemas``, ``RemoteRegistry``)
   or any mapping of schema ids to schemas.
 
+``skip_history`` (the daemon's decoder) leaves a ZTF alert's ``prv_candidates`` and
+``fp_hists`` out of ``record``: fastavro skips their bytes (``projection.py``), and the
+published output, made from ``record_bytes``, still carries them.
+
 The writer schema's record name says the survey (``writer_schema``), and so which of the two
 alert classes the record becomes; both have ``view``, the survey-neutral ``SurveyAlert``.
 
@@ -47,6 +51,7 @@ from stampflow.schemas import writer_schema
 from stampflow.schemas.alert import STAMP_FIELDS, Alert
 from stampflow.schemas.container import MAGIC, iter_blocks, read_header
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.projection import Projection, projection
 from stampflow.schemas.registry import SchemaRegistry, unknown_schema_id
 from stampflow.schemas.rubin import RubinAlert, make_rubin_alert
 from stampflow.schemas.stamps import JPEG_MAGIC
@@ -68,30 +73,36 @@ class Decoded:
     error: PacketError | None = field(default=None)
 
 
-def decode_packet(data: bytes, *, registry: Registry | None = None) -> Decoded:
+def decode_packet(
+    data: bytes, *, registry: Registry | None = None, skip_history: bool = False
+) -> Decoded:
     """Decode every alert in one packet.
 
     Raises PacketError when nothing usable decodes; when some records decode and the rest
     of the packet is broken (e.g. a corrupt tail) returns those alerts with ``error`` set.
     ``registry`` (a ``SchemaRegistry``, or a mapping of schema id to schema dict or JSON)
-    enables the Confluent wire format.
+    enables the Confluent wire format. ``skip_history``: ZTF records without
+    ``prv_candidates`` and ``fp_hists`` (``projection.full_record`` has them back).
     """
     data = bytes(data)
     if not data:
         raise PacketError("empty", "the message has no bytes")
     if registry is not None and data[0] == WIRE_MAGIC and not data.startswith(MAGIC):
-        return Decoded([_decode_wire(data, registry)])
-    return _decode_container(data)
+        return Decoded([_decode_wire(data, registry, skip_history)])
+    return _decode_container(data, skip_history)
 
 
-def decode_alert(data: bytes, *, registry: Registry | None = None) -> AnyAlert:
+def decode_alert(
+    data: bytes, *, registry: Registry | None = None, skip_history: bool = False
+) -> AnyAlert:
     """The first alert of a packet; PacketError when there is none."""
-    return decode_packet(data, registry=registry).alerts[0]
+    return decode_packet(data, registry=registry, skip_history=skip_history).alerts[0]
 
 
-def _decode_container(data: bytes) -> Decoded:
+def _decode_container(data: bytes, skip_history: bool) -> Decoded:
     header = read_header(data)
     schema = writer_schema.from_json_bytes(header.schema_bytes)
+    lean = projection(schema) if skip_history else None
     alerts: list[AnyAlert] = []
     try:
         for block_index, block in enumerate(iter_blocks(data, header)):
@@ -99,7 +110,7 @@ def _decode_container(data: bytes) -> Decoded:
             for record_index in range(block.count):
                 where = f"record {record_index} of block {block_index}"
                 start = stream.tell()
-                record = _read_record(stream, schema, where)
+                record = _read_record(stream, schema, lean, where)
                 record_bytes = block.data[start : stream.tell()]
                 alerts.append(_make_alert(data, record, record_bytes, schema, where))
             if stream.tell() != len(block.data):
@@ -122,7 +133,7 @@ def _decode_container(data: bytes) -> Decoded:
 _wire_schemas: dict[int, tuple[Any, WriterSchema]] = {}
 
 
-def _decode_wire(data: bytes, registry: Registry) -> AnyAlert:
+def _decode_wire(data: bytes, registry: Registry, skip_history: bool) -> AnyAlert:
     if len(data) <= WIRE_HEADER:
         raise PacketError("truncated", f"wire-format message of {len(data)} bytes has no record")
     schema_id = int.from_bytes(data[1:WIRE_HEADER], "big")
@@ -139,15 +150,21 @@ def _decode_wire(data: bytes, registry: Registry) -> AnyAlert:
     schema = cached[1]
     stream = io.BytesIO(data[WIRE_HEADER:])
     where = f"wire-format record (schema id {schema_id})"
-    record = _read_record(stream, schema, where)
+    lean = projection(schema) if skip_history else None
+    record = _read_record(stream, schema, lean, where)
     left = len(data) - WIRE_HEADER - stream.tell()
     if left:
         raise PacketError("corrupt", f"{left} bytes after the {where}")
     return _make_alert(data, record, data[WIRE_HEADER:], schema, where, schema_id)
 
 
-def _read_record(stream: io.BytesIO, schema: WriterSchema, where: str) -> dict[str, Any]:
+def _read_record(
+    stream: io.BytesIO, schema: WriterSchema, lean: Projection | None, where: str
+) -> dict[str, Any]:
+    """One record; ``lean``: without the history (see ``projection.py``)."""
     try:
+        if lean is not None:
+            return lean.read(stream)
         return schemaless_reader(stream, schema.parsed, None)
     except EOFError as exc:
         raise PacketError("truncated", f"{where} ends early: {exc}") from exc

@@ -6,8 +6,11 @@ input schema breaks the Avro spec in ways strict readers refuse (invalid union d
 Because an Avro record is the concatenation of its fields and the repair leaves the encoding
 unchanged, the output record is the input record's bytes as they came (``Alert.record_bytes``)
 plus the encoded ``stampflow`` field: no re-encoding of the ~40 KB alert, and the published
-alert is exactly what the survey sent (edits to ``Alert.record`` are not published). Slim
-output is ``slim.avsc``, for both surveys (filled from ``alert.view``).
+alert is exactly what the survey sent (edits to ``Alert.record`` are not published). Where
+the record dict is re-encoded instead (a writer schema with a ``stampflow`` field: our own
+output, re-annotated), it is ``projection.full_record``: the history a decoder skipped
+(``skip_history``) is decoded again from ``record_bytes``. Slim output is ``slim.avsc``, for
+both surveys (filled from ``alert.view``).
 
 Rubin alerts (``rubin.RubinAlert``) get the same treatment: Rubin's own schema of their
 version plus the ``stampflow`` field. On Kafka they travel as Rubin's do, in the Confluent
@@ -44,6 +47,7 @@ from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.avsc import slim_schema, stampflow_info_schema
 from stampflow.schemas.container import encode_long, header_prefix, new_sync, single_block
 from stampflow.schemas.errors import PacketError
+from stampflow.schemas.projection import full_record
 from stampflow.schemas.rubin import RubinAlert
 from stampflow.schemas.schema_repair import defined_names, repair_defaults
 from stampflow.schemas.wire import frame
@@ -331,7 +335,7 @@ def describe(alert: AnyAlert) -> str:
 
 def _record(alert: AnyAlert, mode: str, block: dict[str, Any]) -> dict[str, Any]:
     if mode == "full":
-        return {**alert.record, STAMPFLOW_FIELD: block}
+        return {**full_record(alert), STAMPFLOW_FIELD: block}
     if isinstance(alert, RubinAlert):
         object_id = alert.object_id
         return {

@@ -56,7 +56,9 @@ class SurveyDecoder:
     """The decode stage's packet decoder for the daemon: ``decode_packet`` with the
     configured schema registry, wrapped in a ``RetryingRegistry`` (a registry that is down
     holds the batch back with back-off instead of dead-lettering it), counting the alerts by
-    survey and schema version in ``metrics`` (``stampflow_alerts_decoded_total``).
+    survey and schema version in ``metrics`` (``stampflow_alerts_decoded_total``). It skips
+    ZTF history (``skip_history``): no classifier reads ``prv_candidates`` or ``fp_hists``,
+    and the published output, made from the record's bytes, keeps them.
 
     ``registry`` None decodes Avro containers only (ZTF packets, Rubin sample files): a
     wire-format message is then ``no_container_header``.
@@ -67,7 +69,7 @@ class SurveyDecoder:
         self._counter = metrics.input_metrics().decoded if metrics is not None else None
 
     def __call__(self, data: bytes) -> Decoded:
-        decoded = decode_packet(data, registry=self.registry)
+        decoded = decode_packet(data, registry=self.registry, skip_history=True)
         if self._counter is not None:
             for alert in decoded.alerts:
                 version = alert.schema_version or "unknown"
