@@ -5,6 +5,10 @@ so the registry a test talks to is Apicurio Registry from Maven Central serving 
 Confluent-compatible API (``/apis/ccompat/v7``), not a mock. Its storage is in memory: a
 restarted registry is empty, and it assigns its own schema ids (1, 2, ...), not Rubin's.
 
+``LocalRegistry(..., persistent=True)`` keeps its storage in an H2 database file under its
+work dir instead (Apicurio's own SQL storage, pointed at a file): a registry a test stops and
+starts again comes back with every schema under the same id, as a production registry does.
+
 ``serve_registry`` yields the URL of ``SCHEMA_REGISTRY_URL`` when set (any
 Confluent-compatible registry), else of a local registry it starts and stops: the body of a
 fixture (``schema_registry_url``, session-scoped, is one a conftest can import).
@@ -45,10 +49,31 @@ def fetched() -> bool:
 class LocalRegistry:
     """One Apicurio Registry process on ``127.0.0.1:port``, its log under ``workdir``."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, start_timeout_s: int = 120):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        start_timeout_s: int = 120,
+        persistent: bool = False,
+    ):
         self.workdir = Path(workdir)
         self.port = port if port is not None else free_port()
         self.start_timeout_s = start_timeout_s
+        self.persistent = persistent
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.persistent:
+            # registry.sh passes REGISTRY_HEAP_OPTS to java as they are: the place for one more
+            # system property. Apicurio's default storage is SQL on an in-memory H2 database;
+            # the same on a file survives a restart.
+            database = (self.workdir / "storage" / "registry").resolve()
+            if " " in str(database):
+                raise RegistryUnavailable(f"persistent storage path has a space: {database}")
+            heap = env.get("REGISTRY_HEAP_OPTS", "-Xms64m -Xmx512m")
+            env["REGISTRY_HEAP_OPTS"] = f"{heap} -Dapicurio.datasource.url=jdbc:h2:file:{database}"
+        return env
 
     @property
     def url(self) -> str:
@@ -76,7 +101,11 @@ class LocalRegistry:
             str(self.start_timeout_s),
         ]
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=self.start_timeout_s + 60
+            command,
+            capture_output=True,
+            text=True,
+            timeout=self.start_timeout_s + 60,
+            env=self._env(),
         )
         if done.returncode != 0:
             raise RegistryUnavailable(
@@ -86,7 +115,8 @@ class LocalRegistry:
         return self
 
     def stop(self, *, kill: bool = False) -> None:
-        """SIGTERM (or SIGKILL with ``kill=True``); the in-memory schemas are gone after."""
+        """SIGTERM (or SIGKILL with ``kill=True``); the in-memory schemas are gone after
+        (a ``persistent`` registry keeps them for its next start)."""
         command = [str(REGISTRY_SH), "stop", *self._options()]
         if kill:
             command.append("--kill")
