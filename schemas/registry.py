@@ -36,7 +36,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from stampflow.schemas.errors import PacketError
 
@@ -104,6 +104,21 @@ def _secrets(url: str, config: Mapping[str, Any]) -> list[str]:
             if name.lower() == "basic.auth.user.info" and ":" in value:
                 found.add(value.split(":", 1)[1])
     return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` (one or several, comma-separated) without userinfo, and the first one's as
+    ``user:password`` (%-escapes decoded, as the client decodes them), or None."""
+    plain, found = [], None
+    for one in url.split(","):
+        parts = urlsplit(one.strip())
+        if parts.username is not None or parts.password is not None:
+            if found is None:
+                found = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            netloc = parts.netloc.rpartition("@")[2]
+            one = urlunsplit(parts._replace(netloc=netloc))
+        plain.append(one.strip())
+    return ",".join(plain), found
 
 
 def unknown_schema_id(schema_id: int, where: str = "the registry") -> PacketError:
@@ -315,6 +330,17 @@ class RemoteRegistry:
         self.url = redact_url(url)
         self._shown_config = redact_settings(config or {})
         self._secrets = _secrets(url, config or {})
+        settings = dict(config or {})
+        # Credentials in the URL go to the client as basic.auth.user.info, the URL without
+        # them: the HTTP client logs every request's URL (at INFO), never its auth header.
+        url, userinfo = _split_userinfo(url)
+        if userinfo is not None:
+            if "basic.auth.user.info" in settings:
+                raise ValueError(
+                    f"schema registry {self.url}: credentials both in the URL and in "
+                    "basic.auth.user.info; give them once"
+                )
+            settings["basic.auth.user.info"] = userinfo
         if client is None:
             try:
                 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -324,7 +350,7 @@ class RemoteRegistry:
                     f"(pip install 'confluent-kafka[schemaregistry]'): {exc}"
                 ) from exc
             try:
-                client = SchemaRegistryClient({**dict(config or {}), "url": url})
+                client = SchemaRegistryClient({**settings, "url": url})
             except (ValueError, TypeError) as exc:  # a setting it refuses, said without secrets
                 raise type(exc)(f"schema registry {self.url}: {self._mask(str(exc))}") from None
         self.client = client

@@ -129,8 +129,19 @@ def test_credentials_in_the_url_are_sent_and_masked(registry, message):
     assert "S3cr" not in str(caught.value) and f"{USER}:***@" in str(caught.value)
 
 
+def test_the_http_clients_request_log_holds_no_password(registry, message, caplog):
+    caplog.set_level("DEBUG")  # httpx logs every request's URL at INFO
+    remote = RemoteRegistry(registry.url_with(USER, PASSWORD), FAST)
+    assert decode_packet(message, registry=remote).alerts
+    remote = RemoteRegistry(registry.url, {**FAST, "basic.auth.user.info": f"{USER}:{PASSWORD}"})
+    assert decode_packet(message, registry=remote).alerts
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/schemas/ids/31" in logged  # the requests were logged...
+    assert "S3cr" not in logged and f"{USER}:" not in logged  # ...without the credentials
+
+
 def test_both_forms_at_once_is_refused_without_the_password(registry):
-    with pytest.raises(ValueError, match="userinfo credentials in the URL") as caught:
+    with pytest.raises(ValueError, match="both in the URL and in basic.auth.user.info") as caught:
         RemoteRegistry(registry.url_with(USER, PASSWORD), {"basic.auth.user.info": "a:b"})
     assert "S3cr" not in str(caught.value)
 
