@@ -1,10 +1,13 @@
 """``stampflow demo``: synthesise a night of alerts, classify it, print what happened.
 
 The README's main command. It needs no broker and no real data: ``stampflow synth`` writes
-an archive of synthetic packets (a share deliberately broken), then ``stampflow run``
-classifies it in archive mode into Avro files and dead letters, with every classifier whose
-shipped model bundle exists. Both steps go through the ``stampflow`` command itself, so
-the demo shows exactly what a user would type.
+an archive of synthetic ZTF packets and one of synthetic Rubin alerts (Confluent wire
+format under Rubin's schema id; ``--rubin-n``), a share of each deliberately broken; then
+``stampflow run`` classifies them in archive mode into Avro files and dead letters, with
+every classifier whose shipped model bundle exists, each on the alerts of the surveys it
+takes (``ClassifierSpec.surveys``: the Rubin blend model on the Rubin alerts, read with
+``--schema-dir rubin``). Every step goes through the ``stampflow`` command itself, so the
+demo shows exactly what a user would type.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ TRUTH_NAME = "truth.jsonl"  # written by `stampflow synth` beside its packets
 # Written into --out by every demo: only folders under a marked --out are deleted unasked.
 MARKER_NAME = ".stampflow-demo"
 WORK_DIRS = ("packets", "annotated", "dead")
+RUBIN_DIR = "rubin"  # packets/rubin/: the Rubin night, with its own truth table
 
 
 def shipped_classifiers() -> list[str]:
@@ -47,6 +51,11 @@ def _classifier_names(given: str | None) -> list[str]:
         except registry.RegistryError as exc:
             raise DemoError(f"--classifiers: {exc}") from None
     return names
+
+
+def _takes(name: str, survey: str) -> bool:
+    """Whether classifier ``name`` annotates alerts of ``survey`` (its spec's ``surveys``)."""
+    return survey in registry.get(name).spec.surveys
 
 
 def _clear_work_dirs(out: Path, *, force: bool) -> None:
@@ -86,7 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace packets/, annotated/ and dead/ in --out even if no demo made them",
     )
-    parser.add_argument("--n", type=int, default=2000, help="synthetic packets (2000)")
+    parser.add_argument("--n", type=int, default=2000, help="synthetic ZTF packets (2000)")
+    parser.add_argument(
+        "--rubin-n",
+        type=int,
+        help="synthetic Rubin alerts, for the Rubin blend model "
+        "(default: a tenth of --n, at least 1; 0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the night (0)")
     parser.add_argument(
         "--broken-fraction",
@@ -117,41 +132,55 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         names = _classifier_names(args.classifiers)
+        if args.rubin_n is None:
+            args.rubin_n = max(1, args.n // 10)
+        if args.rubin_n < 0:
+            raise DemoError(f"--rubin-n must be 0 or more, got {args.rubin_n}")
         _clear_work_dirs(args.out, force=args.force)
     except DemoError as exc:
         print(f"stampflow demo: {exc}", file=sys.stderr)
         return 2
     packets, annotated, dead = (args.out / name for name in WORK_DIRS)
+    rubin = packets / RUBIN_DIR
+    steps = 3 if args.rubin_n else 2
+    night = [f"--seed={args.seed}", f"--broken-fraction={args.broken_fraction}", "--tar"]
 
-    print(f"1/2 synthesising {args.n} ZTF-style packets into {packets}")
-    synth = [
-        "synth",
-        str(packets),
-        f"--n={args.n}",
-        f"--seed={args.seed}",
-        f"--broken-fraction={args.broken_fraction}",
-        f"--multiband-fraction={args.multiband_fraction}",
-        "--tar",
-    ]
-    if main(synth) != 0:
+    print(f"1/{steps} synthesising {args.n} ZTF-style packets into {packets}")
+    ztf_synth = ["synth", str(packets), f"--n={args.n}", *night]
+    if main([*ztf_synth, f"--multiband-fraction={args.multiband_fraction}"]) != 0:
         return 1
-    print(f"2/2 classifying with: {', '.join(names) or 'no classifier (pass-through)'}")
-    code = main(
-        [
-            "run",
-            f"--archive={packets / 'alerts.tar.gz'}",
-            f"--output-dir={annotated}",
-            f"--dead-letter-dir={dead}",
-            f"--classifiers={','.join(names)}",
-            f"--mode={args.mode}",
-            "--metrics-port=0",
-        ]
-    )
-    if code == 0:
-        print("\n".join(score_run(packets / TRUTH_NAME, annotated, dead)))
+    if args.rubin_n:
+        print(f"2/{steps} synthesising {args.rubin_n} Rubin alerts (wire format) into {rubin}")
+        if main(["synth", str(rubin), f"--n={args.rubin_n}", *night, "--survey=rubin"]) != 0:
+            return 1
+    runs = [(packets, [n for n in names if _takes(n, "ztf")], [])]
+    if args.rubin_n:  # Rubin's ids: the schemas stampflow ships (--schema-dir rubin)
+        runs.append((rubin, [n for n in names if _takes(n, "rubin")], ["--schema-dir=rubin"]))
+    for night_dir, chosen, extra in runs:
+        survey = "Rubin" if extra else "ZTF"
         print(
-            f"\nAnnotated alerts: {annotated}/*.avro (any Avro reader, e.g. fastavro.reader)\n"
-            f"Dead letters:     {dead}/index.jsonl (original bytes beside it)\n"
-            f"Ground truth:     {packets / TRUTH_NAME}"
+            f"{steps}/{steps} classifying the {survey} alerts with: "
+            f"{', '.join(chosen) or 'no classifier (pass-through)'}"
         )
-    return code
+        code = main(
+            [
+                "run",
+                f"--archive={night_dir / 'alerts.tar.gz'}",
+                f"--output-dir={annotated}",
+                f"--dead-letter-dir={dead}",
+                f"--classifiers={','.join(chosen)}",
+                f"--mode={args.mode}",
+                "--metrics-port=0",
+                *extra,
+            ]
+        )
+        if code != 0:
+            return code
+    truths = [night_dir / TRUTH_NAME for night_dir, _names, _extra in runs]
+    print("\n".join(score_run(truths, annotated, dead)))
+    print(
+        f"\nAnnotated alerts: {annotated}/*.avro (any Avro reader, e.g. fastavro.reader)\n"
+        f"Dead letters:     {dead}/index.jsonl (original bytes beside it)\n"
+        f"Ground truth:     {', '.join(map(str, truths))}"
+    )
+    return 0

@@ -79,12 +79,38 @@ def test_scores_count_right_answers_and_caught_broken_packets(tmp_path: Path) ->
     assert lines[3].endswith("expected reason: 1/2")
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().split("\n") if x]
+
+
 def test_demo_reports_how_many_it_got_right(tmp_path: Path, capsys) -> None:
-    assert main(["demo", f"--out={tmp_path}", "--n=60", "--seed=3"]) == 0
+    assert main(["demo", f"--out={tmp_path}", "--n=60", "--seed=3", "--rubin-n=16"]) == 0
     out = capsys.readouterr().out
-    truth = [
-        json.loads(x) for x in (tmp_path / "packets" / "truth.jsonl").read_text().split("\n") if x
-    ]
-    broken = sum(1 for row in truth if row["broken"])
+    ztf = _rows(tmp_path / "packets" / "truth.jsonl")
+    rubin = _rows(tmp_path / "packets" / "rubin" / "truth.jsonl")
+    assert {row["survey"] for row in rubin} == {"rubin"} and len(rubin) == 16
+    broken = sum(1 for row in [*ztf, *rubin] if row["broken"])
+    assert any(row["broken"] for row in rubin)  # the Rubin night's dead letters count too
     assert f"broken packets caught with the expected reason: {broken}/{broken}" in out
-    assert "blend " in out.split("against the truth table")[1]
+    summary = out.split("against the truth table")[1]
+    assert "blend " in summary
+    good = sum(1 for row in rubin if row["broken"] is None)
+    assert f"blend_rubin  {good} Rubin alert(s) annotated" in summary
+
+    # every good Rubin alert came out annotated by the Rubin blend model (its surveys), and
+    # by nothing else; the ZTF ones by the ZTF models only
+    records = []
+    for path in sorted((tmp_path / "annotated").glob("*.avro")):
+        with path.open("rb") as handle:
+            records.extend(fastavro.reader(handle))
+    rubin_out = [r for r in records if "diaSource" in r]
+    assert sorted(r["diaSource"]["diaSourceId"] for r in rubin_out) == sorted(
+        row["diaSourceId"] for row in rubin if row["broken"] is None
+    )
+    for record in rubin_out:
+        (note,) = record["stampflow"]["annotations"]
+        assert note["classifier"] == "blend_rubin" and note["label"] in ("single", "blend")
+    ztf_notes = {
+        a["classifier"] for r in records if "candidate" in r for a in r["stampflow"]["annotations"]
+    }
+    assert "blend" in ztf_notes and "blend_rubin" not in ztf_notes
