@@ -17,6 +17,7 @@ STUDY_PRESETS = {
         n_ood=40,
         n_grid_train=800,
         n_grid_val=400,
+        n_ceiling=40,
         train=TRAIN_PRESETS["small"],
     ),
 }
