@@ -12,19 +12,40 @@ The numpy backend is selected before MuyGPyS is imported (its jax backend is not
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 
 os.environ.setdefault("MUYGPYS_BACKEND", "numpy")
 
-from dataclasses import dataclass  # noqa: E402
 
-import numpy as np  # noqa: E402
-from MuyGPyS.gp import MuyGPS  # noqa: E402
-from MuyGPyS.gp.deformation import Isotropy, l2  # noqa: E402
-from MuyGPyS.gp.hyperparameter import FixedScale, Parameter  # noqa: E402
-from MuyGPyS.gp.kernels import Matern  # noqa: E402
-from MuyGPyS.gp.noise import HomoscedasticNoise  # noqa: E402
-from MuyGPyS.neighbors import NN_Wrapper  # noqa: E402
+class _HideTorch(importlib.abc.MetaPathFinder):
+    """MuyGPyS imports torch whenever it is installed (for a backend this model never uses):
+    about 600 MB resident in every worker of a training install. Hidden while MuyGPyS loads,
+    unless torch is loaded already."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "torch":
+            raise ImportError("torch is hidden while MuyGPyS loads (numpy backend)")
+        return None
+
+
+_hide = None if "torch" in sys.modules else _HideTorch()
+if _hide:
+    sys.meta_path.insert(0, _hide)
+try:
+    from dataclasses import dataclass
+
+    import numpy as np
+    from MuyGPyS.gp import MuyGPS
+    from MuyGPyS.gp.deformation import Isotropy, l2
+    from MuyGPyS.gp.hyperparameter import FixedScale, Parameter
+    from MuyGPyS.gp.kernels import Matern
+    from MuyGPyS.gp.noise import HomoscedasticNoise
+    from MuyGPyS.neighbors import NN_Wrapper
+finally:
+    if _hide:
+        sys.meta_path.remove(_hide)
 
 # Bytes allowed for one chunk's (chunk, k, k, d) float64 difference tensor.
 _TENSOR_BUDGET = 256 * 2**20

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -133,3 +136,14 @@ def test_an_empty_template_is_a_precise_error_not_a_silent_pass(plugin):
         plugin.classify([alert])
     assert info.value.reason == "bad_stamp" and info.value.field == "cutoutTemplate"
     assert "empty" in str(info.value) and "ZTF26test51" in str(info.value)
+
+
+def test_serving_the_blend_model_leaves_torch_out_of_the_worker():
+    """MuyGPyS would import torch wherever it is installed (~600 MB per worker)."""
+    pytest.importorskip("torch", reason="only a training install has torch to keep out")
+    code = (
+        "import sys; from stampflow.classifiers.blend.plugin import BlendClassifier; "
+        "BlendClassifier.load(); import MuyGPyS; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
