@@ -68,7 +68,8 @@ class SchemaRegistry(Protocol):
         ...
 
 
-_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*):[^/@\s]*@")
+# user:password@ up to the authority's last "@" (an unescaped "@" in a password included)
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*):[^/\s]*@")
 MASK = "***"
 # SchemaRegistryClient settings whose values are credentials (shown as ***).
 _SECRET_SETTINGS = ("basic.auth.user.info", "ssl.key.password", "bearer.auth.token")

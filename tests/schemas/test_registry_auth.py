@@ -17,7 +17,12 @@ import pytest
 
 from stampflow import api
 from stampflow.schemas.codec import decode_packet
-from stampflow.schemas.registry import LocalSchemas, RegistryUnavailable, RemoteRegistry
+from stampflow.schemas.registry import (
+    LocalSchemas,
+    RegistryUnavailable,
+    RemoteRegistry,
+    redact_url,
+)
 from stampflow.schemas.wire import WIRE_HEADER, frame
 from stampflow.stream.cli import main
 from stampflow.stream.consume_cmd import open_output_registry, registry_settings
@@ -138,6 +143,19 @@ def test_the_http_clients_request_log_holds_no_password(registry, message, caplo
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "/schemas/ids/31" in logged  # the requests were logged...
     assert "S3cr" not in logged and f"{USER}:" not in logged  # ...without the credentials
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@ss@host:1/x", "https://u:***@host:1/x"),  # an unescaped @ in it
+        ("https://u:pw@h/a@b", "https://u:***@h/a@b"),
+        ("http://h:8081/apis/ccompat/v7", "http://h:8081/apis/ccompat/v7"),
+        ("https://u:p@h1,https://v:q@h2", "https://u:***@h1,https://v:***@h2"),
+    ],
+)
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
 
 
 def test_both_forms_at_once_is_refused_without_the_password(registry):
