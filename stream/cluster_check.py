@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from stampflow.stream.config import ConfigError
 from stampflow.stream.kafka_log import KafkaLog
@@ -42,8 +42,9 @@ def check_cluster(
     topics: Mapping[str, Iterable[str]],
     *,
     timeout_s: float | None = None,
-) -> None:
-    """Raise ``ClusterUnusable`` or ``ConfigError`` (``topics``: config key -> topic names)."""
+) -> ClusterMetadata:
+    """Raise ``ClusterUnusable`` or ``ConfigError`` (``topics``: config key -> topic names);
+    the metadata of all topics when every one is there."""
     timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     errors: list[KafkaError] = []
     quiet = KafkaLog("admin", log)  # the errors are summed up below, not logged one by one
@@ -75,6 +76,7 @@ def check_cluster(
                 )
             if found.error is not None:
                 raise ConfigError(key, f"topic {name!r} is not usable: {found.error.str()}")
+    return metadata
 
 
 def _login_failed(bootstrap: str, properties: Mapping[str, object], error: KafkaError) -> str:

@@ -26,7 +26,7 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
     metrics: {port: 9108, host: 127.0.0.1}   # /metrics, /healthz, /readyz; port null: none
     shutdown: {drain_timeout_s: 30}
     liveness: {stuck_after_s: 600, max_rewinds: 10}   # when /healthz calls the worker stuck
-    workers: 1
+    workers: auto                    # Kafka: the cores, at most the input partitions; archive: 1
     threads: auto                    # per worker: torch/OpenMP/BLAS threads; auto: cores/workers
     backpressure: {max_in_flight: 10000, prefetch_kbytes: 32768, prefetch_messages: 1000,
                    fetch_backoff_ms: 10}
@@ -330,7 +330,9 @@ class DaemonConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
-    workers: int = 1
+    # Consumer processes (None: auto, resolved at start-up by ``worker_count.resolve_workers``:
+    # in Kafka mode the cores, at most the input topics' partitions; in archive mode 1).
+    workers: int | None = None
     # Threads per worker for torch, OpenMP and BLAS (None: auto, the cores over the workers).
     threads: int | None = None
     backpressure: BackpressureConfig = field(default_factory=BackpressureConfig)
@@ -338,7 +340,8 @@ class DaemonConfig:
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_int("workers", self.workers, low=1, high=256)
+        if self.workers is not None:
+            _check_int("workers", self.workers, low=1, high=256)
         if self.threads is not None:
             _check_int("threads", self.threads, low=1, high=256)
         if not self.kafka_mode and not self.input.archive:
@@ -364,7 +367,7 @@ class DaemonConfig:
                 registry.get(name)
             except registry.RegistryError as exc:
                 raise ConfigError(f"classifiers[{i}]", str(exc)) from None
-        if self.workers > 1 and not self.kafka_mode:
+        if self.workers is not None and self.workers > 1 and not self.kafka_mode:
             raise ConfigError("workers", "several workers need Kafka input (a consumer group)")
 
     @property
@@ -515,9 +518,9 @@ def _build(raw: Mapping[str, Any]) -> DaemonConfig:
     if "classifiers" in raw:
         kwargs["classifiers"] = _build_classifiers(raw["classifiers"])
     if "workers" in raw:
-        kwargs["workers"] = _as_int("workers", raw["workers"])
+        kwargs["workers"] = _as_auto("workers", raw["workers"])
     if "threads" in raw:
-        kwargs["threads"] = _as_threads(raw["threads"])
+        kwargs["threads"] = _as_auto("threads", raw["threads"])
     if "processing" in raw:
         kwargs["processing"] = _as_text("processing", raw["processing"])
     if "kafka" in raw:
@@ -607,14 +610,15 @@ def _as_int(key: str, value: Any) -> int:
     raise ConfigError(key, f"must be an integer, got {_shown(key, value)}")
 
 
-def _as_threads(value: Any) -> int | None:
+def _as_auto(key: str, value: Any) -> int | None:
+    """``workers`` and ``threads``: an integer, or None for ``auto`` (or null)."""
     if _is_null(value) or (isinstance(value, str) and value.strip() == "auto"):
         return None
     try:
-        return _as_int("threads", value)
+        return _as_int(key, value)
     except ConfigError:
         raise ConfigError(
-            "threads", f"must be 'auto' or an integer between 1 and 256, got {value!r}"
+            key, f"must be 'auto' or an integer between 1 and 256, got {value!r}"
         ) from None
 
 

@@ -106,7 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tune.add_argument("--metrics-port", type=int, help="port for /metrics /healthz /readyz")
     tune.add_argument("--drain-timeout", type=float, help="seconds allowed to drain on shutdown")
-    tune.add_argument("--workers", type=int, help="consumer processes in the group (Kafka)")
+    tune.add_argument(
+        "--workers",
+        type=int,
+        help="consumer processes in the group (Kafka); default: the cores, at most the input "
+        "partitions",
+    )
     tune.add_argument(
         "--threads",
         help="torch/OpenMP/BLAS threads per worker; auto (default): the cores over the workers",
@@ -172,7 +177,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log.info("config: %r", config)
     from stampflow.stream.threads import thread_environment, threads_per_worker
+    from stampflow.stream.worker_count import resolve_workers
 
+    try:
+        config = resolve_workers(config)  # workers: auto asks the cluster for the partitions
+    except (ConfigError, OSError, KafkaException) as exc:  # ClusterUnusable is an OSError
+        print(f"stampflow run: {exc}", file=sys.stderr)
+        return 2
     # Before the worker imports torch (workers inherit the environment when spawned).
     threads = threads_per_worker(config.threads, config.workers)
     thread_environment(threads, explicit=config.threads is not None)
@@ -180,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from stampflow.stream.workers import run_workers
 
     try:
-        if config.workers > 1:
+        if config.workers is not None and config.workers > 1:
             return run_workers(config)
         result = run_worker(config) if config.kafka_mode else _run_archive(config)
     except (ArchiveError, BundleError, ConfigError, ValueError, OSError, KafkaException) as exc:

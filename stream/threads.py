@@ -45,11 +45,12 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def threads_per_worker(threads: int | None, workers: int, cores: int | None = None) -> int:
-    """``threads`` when set, else (``auto``) the cores shared out over the workers."""
+def threads_per_worker(threads: int | None, workers: int | None, cores: int | None = None) -> int:
+    """``threads`` when set, else (``auto``) the cores shared out over the workers (``None``,
+    not resolved yet: one worker)."""
     if threads is not None:
         return threads
-    return max(1, (cores or available_cores()) // max(1, workers))
+    return max(1, (cores or available_cores()) // max(1, workers or 1))
 
 
 def thread_environment(

@@ -4,11 +4,14 @@ The parent spawns the workers (``multiprocessing`` spawn: fresh interpreters, no
 librdkafka state), serves ``/metrics`` from prometheus_client's multiprocess directory plus
 ``/healthz`` (every worker alive) and ``/readyz`` (some worker has partitions), forwards
 SIGTERM/SIGINT to the workers and waits for them to drain. A worker that dies on its own is
-started again, so the group keeps its size; the commit order makes that safe.
+started again, so the group keeps its size; the commit order makes that safe. A parent that
+dies (SIGKILL) takes its workers with it (Linux: ``PR_SET_PDEATHSIG``), as one process would
+go: none is left consuming, orphaned, beside the daemon started in its place.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -29,9 +32,21 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 1.0
 JOIN_GRACE_S = 15.0
 STARTUP_FAILURE_S = 20.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _worker_main(config: DaemonConfig, index: int, log_level: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when ``parent`` dies (Linux; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: not Linux
+        return
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)
+
+
+def _worker_main(config: DaemonConfig, index: int, log_level: int, parent: int) -> None:
+    _die_with_parent(parent)
     logging.basicConfig(level=log_level, format=f"%(asctime)s worker-{index} %(name)s: %(message)s")
     from stampflow.stream.daemon import run_worker  # imported in the child, after the env is set
 
@@ -64,7 +79,9 @@ def run_workers(config: DaemonConfig) -> int:
 
     def start(index: int) -> BaseProcess:
         process = context.Process(
-            target=_worker_main, args=(config, index, level), name=f"stampflow-worker-{index}"
+            target=_worker_main,
+            args=(config, index, level, os.getpid()),
+            name=f"stampflow-worker-{index}",
         )
         process.start()
         return process

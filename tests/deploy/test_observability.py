@@ -123,6 +123,8 @@ def daemon(
         "--group-id", unique_topic("deploy"), "--output-topic", output,
         "--dead-letter-topic", dead, "--classifiers", "", "--metrics-port", str(port),
         "--max-wait-ms", "200",
+        # One process, as in the manifests (workers: 1): auto would run one per core here.
+        "--workers", "1",
         # With a schema registry (Rubin's offline one) the survey and registry metrics exist.
         "--schema-dir", "rubin",
     ]  # fmt: skip

@@ -230,6 +230,9 @@ class Daemon:
             "--classifiers=",
             f"--metrics-port={self.port}",
             "--drain-timeout=20",
+            # One process, whatever the cores and partitions (workers: auto); a test's own
+            # --workers=N in ``extra`` comes later and wins.
+            "--workers=1",
             *extra,
         ]
         self.log_path = log_path
