@@ -146,7 +146,8 @@ def run_worker(
             source = CountingSource(source, on_committed)
 
     # Input schema registry (Rubin's wire format) for decoding and the annotated output.
-    decode, encoder = survey_codec(config, metrics, beat=heartbeat.beat)
+    # While a batch waits for it, the consumer is kept in its group (polled, paused).
+    decode, encoder = survey_codec(config, metrics, beat=_waiting_beat(heartbeat, source))
     loop = ProcessingLoop(
         source=source,
         sink=sink,
@@ -186,6 +187,20 @@ def run_worker(
     output = config.output.topic if config.kafka_mode else config.output.dir
     dead = config.dead_letter.topic if config.kafka_mode else config.dead_letter.dir
     return WorkerResult(totals, output, dead, tuple(c.name for c in classifiers))
+
+
+def _waiting_beat(heartbeat: Heartbeat, source: Source) -> Callable[[], None]:
+    """What a batch waiting for the schema registry calls: the liveness heartbeat and, for
+    Kafka, ``KafkaSource.keep_alive`` (the group would drop a member that stops polling)."""
+    if not isinstance(source, KafkaSource):
+        return heartbeat.beat
+    keep_alive = source.keep_alive
+
+    def beat() -> None:
+        heartbeat.beat()
+        keep_alive()
+
+    return beat
 
 
 def _install_signal_handlers(loop: ProcessingLoop, drain_timeout_s: float) -> Callable[[], None]:

@@ -4,6 +4,10 @@ Auto-commit and auto offset store are off: offsets move only when the checkpoint
 ``commit`` after every output of a batch was acknowledged. Rebalance callbacks run inside
 ``poll``; on revocation the source first lets the loop finish the batch in hand (the revoke
 hook), so the partitions leave with their work committed.
+
+While the batch in hand waits (a schema registry that is down), ``keep_alive`` polls the
+consumer with its partitions paused, so the member stays in the group past
+``max.poll.interval.ms`` without consuming; the next ``poll`` resumes them.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from stampflow.stream.config import DaemonConfig, redact
 from stampflow.stream.kafka_log import KafkaLog
@@ -30,6 +41,10 @@ LAG_RETRY_S = 0.5
 REACHABILITY_RETRY_S = 3.0
 REACHABILITY_TIMEOUT_S = 1.0
 COMMIT_ATTEMPTS = 5
+# While the batch in hand waits, ``keep_alive`` polls the consumer once the last poll is
+# this share of max.poll.interval.ms ago (librdkafka's default of that: 300 s).
+KEEP_ALIVE_SHARE = 0.5
+MAX_POLL_INTERVAL_MS = 300_000
 
 
 def consumer_properties(config: DaemonConfig) -> dict[str, str | int | bool]:
@@ -69,6 +84,15 @@ class KafkaSource:
         self._reachability_due = 0.0
         self._revoke_hook: RevokeHook | None = None
         self._lag_due = 0.0
+        # keep_alive: partitions it paused (resumed by the next poll once assigned), what its
+        # polls returned (handed out first by the next poll), when it polls; _polling:
+        # inside a librdkafka call that may run rebalance callbacks (poll is not re-entered)
+        self._paused: set[tuple[str, int]] = set()
+        self._held: list[Message] = []
+        self._keep_alive_after_s = KEEP_ALIVE_SHARE * _max_poll_interval_s(props)
+        self._last_poll = time.monotonic()
+        self._polling = False
+        self._keeping_alive = False
         self._consumer.subscribe(
             list(config.input.topics),
             on_assign=self._on_assign,
@@ -85,12 +109,23 @@ class KafkaSource:
         timeout passes; the batcher needs what is there now instead (it closes a batch when
         the stream pauses). So: what is queued, else wait for one, then what came with it.
         """
+        if self._paused:
+            self._resume()
+        messages, self._held = self._held[:max_messages], self._held[max_messages:]
+        room = max_messages - len(messages)
         consume = self._consumer.consume
-        messages = consume(num_messages=max_messages, timeout=0)
-        if not messages and timeout_s > 0:
-            messages = consume(num_messages=1, timeout=timeout_s)
-            if messages and max_messages > 1:
-                messages.extend(consume(num_messages=max_messages - 1, timeout=0))
+        self._polling = True
+        try:
+            if room > 0:
+                got = consume(num_messages=room, timeout=0)
+                if not got and not messages and timeout_s > 0:
+                    got = consume(num_messages=1, timeout=timeout_s)
+                    if got and room > 1:
+                        got.extend(consume(num_messages=room - 1, timeout=0))
+                messages.extend(got)
+        finally:
+            self._polling = False
+            self._last_poll = time.monotonic()
         out: list[SourceMessage] = []
         for msg in messages:
             error = msg.error()
@@ -154,9 +189,87 @@ class KafkaSource:
         for m in messages:
             key = (m.topic, m.partition)
             lowest[key] = min(lowest.get(key, m.offset), m.offset)
-        for (topic, partition), offset in lowest.items():
-            if (topic, partition) in self._assigned:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
+        rewound = {key: offset for key, offset in lowest.items() if key in self._assigned}
+        # held by keep_alive, after these: fetched again from the new position
+        self._drop_held(lambda t, p, o: (t, p) in rewound and o >= rewound[(t, p)])
+        for (topic, partition), offset in rewound.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def keep_alive(self) -> None:
+        """Keep the group membership alive while the batch in hand waits (for the schema
+        registry), consuming nothing. Called from that wait (every second or so), it polls
+        once the last poll is half of ``max.poll.interval.ms`` ago, so a rebalance that
+        comes during a short wait still waits for the batch to be finished (the revoke
+        hook), as it would without this.
+
+        librdkafka drops a member that has not polled for ``max.poll.interval.ms``, and its
+        partitions, with the waiting batch uncommitted, go to another member (or back to
+        this one) that publishes the batch again. So: the assigned partitions are paused
+        and the consumer polled; the next ``poll`` resumes them, and fetching goes on from
+        the application's position (after the last message handed out). A message the
+        poll returns anyway (fetched before the pause took effect) is held, not lost: the
+        next ``poll`` hands it out first. Offsets are neither stored nor committed here.
+
+        A rebalance callback run by this poll only forgets the partitions that go: the
+        revoke hook (finish the batch in hand) is not called, since the batch in hand is
+        the one waiting, halfway through its steps, and the batch sent before it (overlap)
+        has to commit or rewind in the loop's own order, with the waiting one. What they
+        hold for the partitions that left is not committed; the new owner does it again
+        (duplicates, never a loss). Called from inside a rebalance callback or a poll (the
+        revoke hook waiting for the registry), this does nothing: librdkafka is busy there.
+        """
+        if self._polling or time.monotonic() - self._last_poll < self._keep_alive_after_s:
+            return
+        self._polling = self._keeping_alive = True
+        try:
+            self._pause_assigned()
+            message = self._consumer.poll(0)
+            if message is not None:
+                self._held.append(message)  # errors too: the next poll reports them
+            self._pause_assigned()  # any assigned by that poll
+        except Exception as exc:  # never into the decoder that waits: that would dead-letter
+            log.warning("consumer keep-alive poll failed: %s", exc)
+        finally:
+            self._polling = self._keeping_alive = False
+            self._last_poll = time.monotonic()
+
+    def _pause_assigned(self) -> None:
+        """Pause every assigned partition, again too (one given back by a rebalance may
+        come unpaused); say so for those not paused yet."""
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+        if not partitions:
+            return
+        self._consumer.pause(partitions)
+        fresh = [p for p in partitions if (p.topic, p.partition) not in self._paused]
+        self._paused.update((p.topic, p.partition) for p in partitions)
+        if fresh:
+            log.info("paused %s while the batch in hand waits", _names(fresh))
+
+    def _resume(self) -> None:
+        """Resume what ``keep_alive`` paused and is assigned; the rest waits until it is
+        assigned again (librdkafka may keep a partition paused across a reassignment)."""
+        partitions = [TopicPartition(t, p) for t, p in sorted(self._paused & self._assigned)]
+        if not partitions:
+            return
+        try:
+            self._consumer.resume(partitions)
+        except KafkaException as exc:
+            log.warning(
+                "could not resume %s (retried at the next poll): %s", _names(partitions), exc
+            )
+            return
+        self._paused.difference_update((p.topic, p.partition) for p in partitions)
+        log.info("resumed %s", _names(partitions))
+
+    def _drop_held(self, drop: Callable[[str, int, int], bool]) -> None:
+        """Forget held messages (``drop(topic, partition, offset)``): fetched again, or
+        another member's now; a held error stays (it belongs to no partition's position)."""
+        if self._held:
+            self._held = [
+                m
+                for m in self._held
+                if m.error() is not None or not drop(m.topic(), m.partition(), m.offset())
+            ]
 
     @property
     def exhausted(self) -> bool:
@@ -192,7 +305,11 @@ class KafkaSource:
 
     def close(self) -> None:
         """Leave the group (this triggers a last revocation, with nothing left in hand)."""
-        self._consumer.close()
+        self._polling = True
+        try:
+            self._consumer.close()
+        finally:
+            self._polling = False
         self._log.flush()
 
     # -- rebalances and lag ---------------------------------------------------------------
@@ -204,6 +321,13 @@ class KafkaSource:
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._keeping_alive:
+            log.warning(
+                "revoking %s while the batch in hand waits: its new owner redoes that work",
+                _names(partitions),
+            )
+            self._forget(partitions)
+            return
         log.info("revoking %s: finishing the batch in hand first", _names(partitions))
         if self._revoke_hook is not None:
             self._revoke_hook()
@@ -213,10 +337,12 @@ class KafkaSource:
         # Lost (not revoked): commits would fail; the new owner redoes uncommitted work.
         log.warning("lost %s", _names(partitions))
         self._forget(partitions)
-        if self._revoke_hook is not None:
+        if self._revoke_hook is not None and not self._keeping_alive:  # see keep_alive
             self._revoke_hook()
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._drop_held(lambda t, p, _o: (t, p) in gone)
         for p in partitions:
             self._assigned.discard((p.topic, p.partition))
             if multiprocess_enabled():
@@ -249,6 +375,13 @@ class KafkaSource:
                 self._lag_due = now + LAG_REFRESH_S
         except KafkaException as exc:
             log.debug("lag refresh skipped: %s", exc)
+
+
+def _max_poll_interval_s(props: Mapping[str, object]) -> float:
+    try:
+        return float(str(props.get("max.poll.interval.ms", MAX_POLL_INTERVAL_MS))) / 1000.0
+    except ValueError:  # librdkafka refused it already
+        return MAX_POLL_INTERVAL_MS / 1000.0
 
 
 def _highest_offsets(messages: Sequence[SourceMessage]) -> Mapping[tuple[str, int], int]:

@@ -3,10 +3,12 @@ through one ``stampflow run``; every alert out once, annotated by the models tha
 ZTF blend model: ZTF alerts only), Rubin's read back by confluent-kafka's AvroDeserializer
 against the registry; an unknown schema id is a dead letter with that reason; a registry
 that is down holds the Rubin messages back instead of dead-lettering them; one that comes
-back after an outage (stopped and started again) resumes the stream, every alert out once."""
+back after an outage (stopped and started again) resumes the stream, every alert out once,
+also after an outage longer than max.poll.interval.ms (``KafkaSource.keep_alive``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 import uuid
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import CollectorRegistry
 from registry_server import LocalRegistry, RegistryUnavailable, free_port, serve_registry
 from stream_helpers import (
     Daemon,
@@ -32,6 +36,9 @@ from stream_helpers import (
 from stampflow.schemas.codec import decode_packet
 from stampflow.schemas.registry import LocalSchemas, rubin_schema_id, rubin_versions
 from stampflow.schemas.wire import WIRE_HEADER, frame
+from stampflow.stream.config import load_config
+from stampflow.stream.kafka_source import KafkaSource
+from stampflow.stream.metrics import DaemonMetrics
 from stampflow.training.synth import synthesise_rubin
 
 pytestmark = pytest.mark.integration
@@ -198,13 +205,6 @@ def test_a_registry_that_comes_back_after_an_outage_resumes_the_stream(
     _outage_and_back(kafka_bootstrap, make_topic, daemons, tmp_path, restartable_registry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: while the decode stage waits for the registry the Kafka consumer is "
-    "not polled, so an outage longer than max.poll.interval.ms (300 s by default) loses the "
-    "partition and the waiting batch is published twice (the loop has to keep the consumer "
-    "polled, its partitions paused, while it waits)",
-)
 def test_an_outage_longer_than_max_poll_interval_publishes_every_alert_once(
     kafka_bootstrap: str, make_topic, daemons: list[Daemon], tmp_path: Path, restartable_registry
 ) -> None:
@@ -296,3 +296,113 @@ def _outage_and_back(
         f"registry was back; before the outage {before_outage - started:.1f} s; "
         f"test {time.monotonic() - started:.1f} s"
     )
+
+
+def test_keep_alive_holds_the_partitions_past_max_poll_interval_consuming_nothing(
+    kafka_bootstrap: str, make_topic
+) -> None:
+    """What the daemon does while a batch waits for the registry, on the source alone: a
+    batch polled, then only ``keep_alive`` for longer than max.poll.interval.ms (7 s) while
+    more arrives. No revocation, nothing lost or twice, each partition in order after it."""
+    topic = make_topic("keep", 2)
+    produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20)], 2)
+    config = load_config(
+        overrides={
+            "input.bootstrap": kafka_bootstrap,
+            "input.topics": topic,
+            "input.group_id": f"keep-{uuid.uuid4().hex[:8]}",
+            "output.topic": "unused",
+            "dead_letter.topic": "unused-dead",
+        }
+    )
+    kafka = {"max.poll.interval.ms": "7000", "session.timeout.ms": "6000"}
+    source = KafkaSource(
+        dataclasses.replace(config, kafka={**config.kafka, **kafka}),
+        DaemonMetrics(CollectorRegistry()),
+    )
+    revoked: list[float] = []
+    source.set_revoke_hook(lambda: revoked.append(time.monotonic()))
+    try:
+        batch = []
+        deadline = time.monotonic() + 60
+        while not batch:
+            assert time.monotonic() < deadline, "nothing polled"
+            batch = source.poll(3, 0.25)
+        produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20, 30)], 2)
+        waiting_until = time.monotonic() + 10  # the batch waits: no poll, only keep_alive
+        while time.monotonic() < waiting_until:
+            source.keep_alive()
+            time.sleep(0.2)
+        assert not revoked
+        rest = []
+        deadline = time.monotonic() + 60
+        while len(batch) + len(rest) < 30 and time.monotonic() < deadline:
+            rest.extend(source.poll(64, 0.25))
+        rest.extend(source.poll(64, 0.5))  # nothing more: none of it twice
+        assert not revoked
+    finally:
+        source.close()
+    seen = [*batch, *rest]
+    assert sorted(int(m.value) for m in seen) == list(range(30))
+    for partition in (0, 1):
+        assert [m.offset for m in seen if m.partition == partition] == list(range(15))
+
+
+def test_a_rebalance_during_keep_alive_leaves_the_batch_in_hand_alone(
+    kafka_bootstrap: str, make_topic, caplog
+) -> None:
+    """A member joins while the batch waits: keep_alive's poll takes the revocation without
+    the revoke hook (the waiting batch cannot be finished from inside its own wait), and
+    the partition this member is given back is resumed by the next poll and read from its
+    committed offset (none here: the start), in order, nothing skipped."""
+    topic = make_topic("keep", 2)
+    produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20)], 2)
+    group = f"keep-{uuid.uuid4().hex[:8]}"
+    config = load_config(
+        overrides={
+            "input.bootstrap": kafka_bootstrap,
+            "input.topics": topic,
+            "input.group_id": group,
+            "output.topic": "unused",
+            "dead_letter.topic": "unused-dead",
+        }
+    )
+    kafka = {"max.poll.interval.ms": "7000", "session.timeout.ms": "6000"}
+    source = KafkaSource(
+        dataclasses.replace(config, kafka={**config.kafka, **kafka}),
+        DaemonMetrics(CollectorRegistry()),
+    )
+    revoked: list[float] = []
+    source.set_revoke_hook(lambda: revoked.append(time.monotonic()))
+    other = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    )
+    try:
+        batch = []
+        deadline = time.monotonic() + 60
+        while not batch:
+            assert time.monotonic() < deadline, "nothing polled"
+            batch = source.poll(3, 0.25)
+        other.subscribe([topic])
+        deadline = time.monotonic() + 60
+        with caplog.at_level("WARNING", logger="stampflow.stream.kafka_source"):
+            while not (
+                "while the batch in hand waits" in caplog.text
+                and other.assignment()
+                and source.ready
+            ):
+                assert time.monotonic() < deadline, caplog.text
+                source.keep_alive()
+                other.poll(0.2)
+        assert not revoked
+        (kept,) = {p.partition for p in source._consumer.assignment()}
+        mine = []
+        deadline = time.monotonic() + 60
+        while len(mine) < 10 and time.monotonic() < deadline:
+            other.poll(0.05)  # stays in the group
+            mine.extend(m for m in source.poll(64, 0.25) if m.partition == kept)
+        assert not revoked
+        assert [m.offset for m in mine] == list(range(10))
+    finally:
+        other.close()
+        source.close()
