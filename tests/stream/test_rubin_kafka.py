@@ -298,19 +298,16 @@ def _outage_and_back(
     )
 
 
-def test_keep_alive_holds_the_partitions_past_max_poll_interval_consuming_nothing(
-    kafka_bootstrap: str, make_topic
-) -> None:
-    """What the daemon does while a batch waits for the registry, on the source alone: a
-    batch polled, then only ``keep_alive`` for longer than max.poll.interval.ms (7 s) while
-    more arrives. No revocation, nothing lost or twice, each partition in order after it."""
-    topic = make_topic("keep", 2)
-    produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20)], 2)
+def _short_interval_source(
+    bootstrap: str, topic: str, group: str
+) -> tuple[KafkaSource, list[float]]:
+    """A KafkaSource on ``topic`` with max.poll.interval.ms 7 s, and the times its revoke
+    hook was called."""
     config = load_config(
         overrides={
-            "input.bootstrap": kafka_bootstrap,
+            "input.bootstrap": bootstrap,
             "input.topics": topic,
-            "input.group_id": f"keep-{uuid.uuid4().hex[:8]}",
+            "input.group_id": group,
             "output.topic": "unused",
             "dead_letter.topic": "unused-dead",
         }
@@ -322,12 +319,28 @@ def test_keep_alive_holds_the_partitions_past_max_poll_interval_consuming_nothin
     )
     revoked: list[float] = []
     source.set_revoke_hook(lambda: revoked.append(time.monotonic()))
+    return source, revoked
+
+
+def _first_batch(source: KafkaSource) -> list:
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "nothing polled"
+        if batch := source.poll(3, 0.25):
+            return batch
+
+
+def test_keep_alive_holds_the_partitions_past_max_poll_interval_consuming_nothing(
+    kafka_bootstrap: str, make_topic
+) -> None:
+    """What the daemon does while a batch waits for the registry, on the source alone: a
+    batch polled, then only ``keep_alive`` for longer than max.poll.interval.ms (7 s) while
+    more arrives. No revocation, nothing lost or twice, each partition in order after it."""
+    topic = make_topic("keep", 2)
+    produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20)], 2)
+    source, revoked = _short_interval_source(kafka_bootstrap, topic, f"keep-{uuid.uuid4().hex[:8]}")
     try:
-        batch = []
-        deadline = time.monotonic() + 60
-        while not batch:
-            assert time.monotonic() < deadline, "nothing polled"
-            batch = source.poll(3, 0.25)
+        batch = _first_batch(source)
         produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20, 30)], 2)
         waiting_until = time.monotonic() + 10  # the batch waits: no poll, only keep_alive
         while time.monotonic() < waiting_until:
@@ -358,31 +371,12 @@ def test_a_rebalance_during_keep_alive_leaves_the_batch_in_hand_alone(
     topic = make_topic("keep", 2)
     produce(kafka_bootstrap, topic, [b"%d" % i for i in range(20)], 2)
     group = f"keep-{uuid.uuid4().hex[:8]}"
-    config = load_config(
-        overrides={
-            "input.bootstrap": kafka_bootstrap,
-            "input.topics": topic,
-            "input.group_id": group,
-            "output.topic": "unused",
-            "dead_letter.topic": "unused-dead",
-        }
-    )
-    kafka = {"max.poll.interval.ms": "7000", "session.timeout.ms": "6000"}
-    source = KafkaSource(
-        dataclasses.replace(config, kafka={**config.kafka, **kafka}),
-        DaemonMetrics(CollectorRegistry()),
-    )
-    revoked: list[float] = []
-    source.set_revoke_hook(lambda: revoked.append(time.monotonic()))
+    source, revoked = _short_interval_source(kafka_bootstrap, topic, group)
     other = Consumer(
         {"bootstrap.servers": kafka_bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
     )
     try:
-        batch = []
-        deadline = time.monotonic() + 60
-        while not batch:
-            assert time.monotonic() < deadline, "nothing polled"
-            batch = source.poll(3, 0.25)
+        _first_batch(source)  # the batch in hand, waiting
         other.subscribe([topic])
         deadline = time.monotonic() + 60
         with caplog.at_level("WARNING", logger="stampflow.stream.kafka_source"):
