@@ -29,6 +29,7 @@ from tqdm import tqdm
 from stampflow.training.blend import sim
 
 HALF = 8  # the fitted window: 17x17 pixels, companions reach 3 FWHM (<= 9 px)
+_PRIOR = sim.SimConfig()  # the generator whose ranges bound the fitted PSF
 OBSERVERS = ("known PSF", "fitted PSF")
 
 
@@ -86,7 +87,7 @@ def _stars(stars: np.ndarray, fwhm: float, beta: float, q: float, angle: float) 
 
 def _chi2(stamp: Stamp, n_stars: int, fit_psf: bool, starts: list[np.ndarray]) -> float:
     """The least chi-square of ``n_stars`` stars over ``starts`` (each a flat parameter row)."""
-    c = sim.SimConfig()
+    c = _PRIOR
     fwhm_lo, fwhm_hi = (f / c.pixel_scale for f in c.fwhm_range)
     low = [-HALF, -HALF, 0.0] * n_stars
     high = [HALF, HALF, np.inf] * n_stars
