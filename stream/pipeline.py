@@ -129,6 +129,10 @@ def _classify_or_split(
         results.update(zip(indices, _checked(classifier, subset), strict=True))
         return
     except Exception as exc:
+        # Its traceback holds the call's frames and so the whole batch, and a classifier may
+        # keep the exception (the blend plugin's retry memo does): a cycle that only a full
+        # garbage collection frees (RSS grew ~300 MB per 9,000 alerts). Dropped once caught.
+        exc.__traceback__ = None
         if len(subset) == 1:
             failed[indices[0]] = _dead(subset[0], classifier, exc)
             return
