@@ -157,19 +157,27 @@ class BlendModel:
         return BlendServing(self.spec, self.prep, self.gp.hyper, self.calibration, self.rule)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        arrays = {
             "pca_mean": self.embedding.mean,
             "pca_components": self.embedding.components,
             "pca_scale": self.embedding.scale,
             "train_features": self.gp.features.astype(np.float32),
             "train_targets": self.gp.targets.astype(np.int8),
         }
+        if self.prep.moments:
+            arrays["moment_centre"] = self.embedding.moment_centre.astype(np.float32)
+            arrays["moment_scale"] = self.embedding.moment_scale.astype(np.float32)
+        return arrays
 
     @classmethod
     def from_bundle(cls, bundle: Bundle[BlendServing]) -> BlendModel:
         serving = bundle.serving
+        moments = ("moment_centre", "moment_scale") if serving.preprocess.moments else ()
         embedding = Embedding(
-            bundle.array("pca_mean"), bundle.array("pca_components"), bundle.array("pca_scale")
+            bundle.array("pca_mean"),
+            bundle.array("pca_components"),
+            bundle.array("pca_scale"),
+            *(bundle.array(k) for k in moments),
         )
         gp = BlendGP(
             bundle.array("train_features"),

@@ -19,20 +19,30 @@ from MuyGPyS.optimize import L_BFGS_B_optimize  # noqa: E402
 from MuyGPyS.optimize.loss import mse_fn  # noqa: E402
 
 from stampflow.classifiers.blend.gp import GPHyperparameters
-from stampflow.classifiers.blend.preprocess import Embedding
+from stampflow.classifiers.blend.preprocess import Embedding, crop_moments
 
 
-def fit_embedding(features: np.ndarray, n_components: int, whiten: bool = False) -> Embedding:
-    """PCA of (n, d) normalised crops; zero components is the identity (flattened pixels)."""
+def fit_embedding(
+    features: np.ndarray, n_components: int, whiten: bool = False, moments: bool = False
+) -> Embedding:
+    """PCA of (n, d) normalised crops; zero components is the identity (flattened pixels).
+    With ``moments``, the crops' moments are standardised by their median and MAD here."""
     mean = features.mean(axis=0).astype(np.float32)
     if n_components == 0:
-        empty = np.zeros((0, features.shape[1]), np.float32)
-        return Embedding(mean=mean, components=empty, scale=np.ones(0, np.float32))
-    # SVD of the centred data: rows of vt are the principal axes, largest variance first.
-    _, singular, vt = np.linalg.svd(features - mean, full_matrices=False)
-    std = singular[:n_components] / np.sqrt(max(len(features) - 1, 1))
-    scale = np.maximum(std, 1e-12) if whiten else np.ones(n_components)
-    return Embedding(mean, vt[:n_components].astype(np.float32), scale.astype(np.float32))
+        components = np.zeros((0, features.shape[1]), np.float32)
+        scale = np.ones(0, np.float32)
+    else:
+        # SVD of the centred data: rows of vt are the principal axes, largest variance first.
+        _, singular, vt = np.linalg.svd(features - mean, full_matrices=False)
+        std = singular[:n_components] / np.sqrt(max(len(features) - 1, 1))
+        scale = (np.maximum(std, 1e-12) if whiten else np.ones(n_components)).astype(np.float32)
+        components = vt[:n_components].astype(np.float32)
+    if not moments:
+        return Embedding(mean, components, scale)
+    m = crop_moments(features)
+    centre = np.median(m, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(m - centre), axis=0), 1e-6)
+    return Embedding(mean, components, scale, centre, spread)
 
 
 def fit_hyperparameters(

@@ -69,7 +69,13 @@ from stampflow.training.blend.train import (  # noqa: E402
 from stampflow.training.calibration import expected_calibration_error, plot_reliability  # noqa: E402
 from stampflow.training.report import Report  # noqa: E402
 
-GRID_EMBEDDINGS = (8, 16, 32, 0)  # PCA sizes; 0 = the flattened pixels
+# (PCA size, with the crop's moments); size 0 = the flattened pixels.
+GRID_EMBEDDINGS = ((8, False), (16, False), (32, False), (0, False), (16, True))
+
+
+def _embedding_name(components: int, moments: bool) -> str:
+    name = f"PCA-{components}" if components else "pixels"
+    return f"{name}+moments" if moments else name
 
 
 @dataclass(frozen=True)
@@ -183,12 +189,12 @@ def study(config: StudyConfig, out: Path) -> Path:
 def _write_intro(report: Report, manifest: dict, config: StudyConfig, real: list) -> None:
     training = manifest["training"]
     rule = manifest["serving"]["ambiguity"]
+    prep = manifest["serving"]["preprocess"]
+    embedding = _embedding_name(prep["pca_components"], prep.get("moments", False))
     report.text(
         f"Model `blend` {manifest['version']} (sha256 `{manifest['sha256'][:16]}`): MuyGPs "
-        f"(k = {manifest['serving']['gp']['nn_count']}) on a PCA-"
-        f"{manifest['serving']['preprocess']['pca_components']} embedding of "
-        f"{manifest['serving']['preprocess']['normalisation']}-normalised, oriented "
-        f"{manifest['serving']['preprocess']['crop']}x{manifest['serving']['preprocess']['crop']}"
+        f"(k = {manifest['serving']['gp']['nn_count']}) on a {embedding} embedding of "
+        f"{prep['normalisation']}-normalised, oriented {prep['crop']}x{prep['crop']}"
         f" crops of the **template** stamp, trained on {training['n_train']} stamps of the GalSim "
         "simulator (`training/blend/sky.py`: atmosphere + optics PSFs varying across the coadd, "
         "correlated coadd noise, field stars, background and host galaxies, saturation, masks). "
@@ -533,15 +539,16 @@ def _write_grid(
     train_set = simulate_dataset(rng, config.n_grid_train, sky.SkyConfig(), prep, desc="grid train")
     val = test.subset(slice(0, config.n_grid_val))
     ind = independent.subset(slice(0, config.n_grid_val))
-    names = [f"PCA-{k}" if k else "pixels" for k in GRID_EMBEDDINGS]
+    names = [_embedding_name(*e) for e in GRID_EMBEDDINGS]
     grids = {
         "sky": np.zeros((len(NORMALISATIONS), len(names))),
         "moffat": np.zeros((len(NORMALISATIONS), len(names))),
     }
     cells = [(r, c) for r in range(len(NORMALISATIONS)) for c in range(len(GRID_EMBEDDINGS))]
     for r, c in tqdm(cells, desc="norm x embedding", leave=False):
+        components, moments = GRID_EMBEDDINGS[c]
         cell = dataclasses.replace(
-            prep, normalisation=NORMALISATIONS[r], pca_components=GRID_EMBEDDINGS[c]
+            prep, normalisation=NORMALISATIONS[r], pca_components=components, moments=moments
         )
         embedding, gp = fit_gp(train_set, cell, config.train)
         probe = BlendModel(cell, embedding, gp, Calibration(), AmbiguityRule(0.0, 0.0))
@@ -726,8 +733,8 @@ def _write_ceiling(
     )
     if fitted[4] - model_row[4] > 0.01:
         text += (
-            "The stamp holds more than the model uses: its embedding (a PCA of a normalised "
-            "crop, learnt from another generator) loses part of what a fit of the pixels finds, "
+            "The stamp holds more than the model uses: its embedding (learnt from another "
+            "generator) loses part of what a fit of the pixels finds, "
             "so a richer stamp model can still gain. "
         )
     else:
@@ -794,7 +801,7 @@ def _write_discussion(
     )
     for key, grid in grids.items():
         i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
-        names = [f"PCA-{k}" if k else "pixels" for k in GRID_EMBEDDINGS]
+        names = [_embedding_name(*e) for e in GRID_EMBEDDINGS]
         lines.append(
             f"- Best normalisation x embedding on {key}: {NORMALISATIONS[i]} with {names[j]} "
             f"({grid[i, j]:.3f})."

@@ -64,7 +64,9 @@ class TrainConfig:
     # residual and the posterior variance): the limits sit at this quantile.
     ood_quantile: float = 0.995
     sim: sky.SkyConfig = field(default_factory=sky.SkyConfig)
-    prep: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # The PCA with the crop's moments: +1.5 points accuracy, +0.01 AUC on both families
+    # against the PCA alone in a 12,000-stamp trial (the blend study's embedding table).
+    prep: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(moments=True))
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.n_val, self.n_test) < 100:
@@ -144,7 +146,9 @@ def fit_gp(
 ) -> tuple[Embedding, BlendGP]:
     """PCA on the training set, then MuyGPs hyperparameters on a batch of it."""
     normalised = normalise(train.crops, prep)
-    embedding = fit_embedding(normalised, prep.pca_components, whiten=prep.whiten)
+    embedding = fit_embedding(
+        normalised, prep.pca_components, whiten=prep.whiten, moments=prep.moments
+    )
     features = embedding.transform(normalised)
     targets = signed(train.labels)
     hyper = fit_hyperparameters(

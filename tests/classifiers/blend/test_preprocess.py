@@ -8,6 +8,7 @@ import pytest
 from stampflow.classifiers.blend.preprocess import (
     NORMALISATIONS,
     PreprocessConfig,
+    crop_moments,
     normalise,
     orient,
     prepare_stamps,
@@ -76,6 +77,28 @@ def test_orientation_puts_a_companion_on_the_right():
         outer = np.where(xx**2 + yy**2 > 9, turned, 0.0)
         row, col = np.unravel_index(np.argmax(outer), outer.shape)
         assert abs(row - 10) <= 1 and col >= 14
+
+
+def test_moments_see_a_companion_a_single_star_does_not_show():
+    rng = np.random.default_rng(3)
+    single = _star(shape=(21, 21), row=10, col=10, sigma=1.5)
+    pair = single + _star(shape=(21, 21), row=10, col=13, flux=2e4, sky=0.0, sigma=1.5)
+    crops = np.stack([single, pair]) + rng.normal(0, 2, (2, 21, 21)).astype(np.float32)
+    config = PreprocessConfig(crop=21)
+    turned = np.stack([orient(c, 100.0) for c in crops])
+    log_x, log_y, ellipticity, skew, _, inner, peak, offset = crop_moments(
+        normalise(turned, config)
+    ).T
+    assert abs(ellipticity[0]) < 0.05 and abs(skew[0]) < 0.1 and abs(offset[0]) < 0.1
+    assert ellipticity[1] > 0.2 and log_x[1] > log_x[0] + 0.3
+    assert skew[1] > 0.1 and offset[1] > 0.5  # the companion sits on the right
+    assert inner[1] < inner[0] and peak[1] < peak[0]
+    # Scale-free, like the normalisation they follow.
+    np.testing.assert_allclose(
+        crop_moments(normalise(turned * 5 + 7, config)),
+        crop_moments(normalise(turned, config)),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("method", NORMALISATIONS)
