@@ -28,6 +28,7 @@ Layout of the file (every key optional; see ``deploy/`` and the README for full 
     liveness: {stuck_after_s: 600, max_rewinds: 10}   # when /healthz calls the worker stuck
     workers: auto                    # Kafka: the cores, at most the input partitions; archive: 1
     threads: auto                    # per worker: torch/OpenMP/BLAS threads; auto: cores/workers
+    device: cpu                      # auto | cpu | cuda: where the morphology CNN runs
     backpressure: {max_in_flight: 10000, prefetch_kbytes: 32768, prefetch_messages: 1000,
                    fetch_backoff_ms: 10}
     processing: at_least_once        # or exactly_once (Kafka transactions; see stream/README.md)
@@ -64,6 +65,7 @@ from typing import Any, get_args, get_type_hints
 import yaml
 
 from stampflow.classifiers import registry
+from stampflow.classifiers.device import DEVICES
 
 ENV_PREFIX = "STAMPFLOW_"
 OUTPUT_MODES = ("full", "slim")
@@ -336,6 +338,8 @@ class DaemonConfig:
     workers: int | None = None
     # Threads per worker for torch, OpenMP and BLAS (None: auto, the cores over the workers).
     threads: int | None = None
+    # Where models run (``stampflow.classifiers.device``): cpu, cuda, or auto (cuda if usable).
+    device: str = "cpu"
     backpressure: BackpressureConfig = field(default_factory=BackpressureConfig)
     processing: str = AT_LEAST_ONCE
     kafka: Mapping[str, str] = field(default_factory=dict)
@@ -347,6 +351,8 @@ class DaemonConfig:
             _check_int("threads", self.threads, low=1, high=256)
         if not self.kafka_mode and not self.input.archive:
             raise ConfigError("input", "set either input.bootstrap (Kafka) or input.archive")
+        if self.device not in DEVICES:
+            raise ConfigError("device", f"{self.device!r} is not one of {DEVICES}")
         if self.processing not in PROCESSING_MODES:
             raise ConfigError("processing", f"{self.processing!r} is not one of {PROCESSING_MODES}")
         if self.exactly_once:
@@ -405,7 +411,7 @@ _SECTIONS: dict[str, type] = {
     "liveness": LivenessConfig,
     "backpressure": BackpressureConfig,
 }
-_TOP_LEVEL = {"classifiers", "workers", "threads", "processing", "kafka", *_SECTIONS}
+_TOP_LEVEL = {"classifiers", "workers", "threads", "device", "processing", "kafka", *_SECTIONS}
 
 
 def load_config(
@@ -522,6 +528,8 @@ def _build(raw: Mapping[str, Any]) -> DaemonConfig:
         kwargs["workers"] = _as_auto("workers", raw["workers"])
     if "threads" in raw:
         kwargs["threads"] = _as_auto("threads", raw["threads"])
+    if "device" in raw:
+        kwargs["device"] = _as_text("device", raw["device"]).strip()
     if "processing" in raw:
         kwargs["processing"] = _as_text("processing", raw["processing"])
     if "kafka" in raw:

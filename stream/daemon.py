@@ -15,6 +15,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry
 
 from stampflow.classifiers.base import Classifier
+from stampflow.classifiers.device import DEVICE_ENV
 from stampflow.classifiers.registry import load_classifier
 from stampflow.stream.archive_source import ArchiveSource, check_archive
 from stampflow.stream.batch_result import RunTotals
@@ -56,6 +57,9 @@ class WorkerResult:
 
 
 def load_classifiers(config: DaemonConfig) -> list[Classifier]:
+    """The configured models, each on ``config.device`` where it has a choice (plugins read
+    it from $STAMPFLOW_DEVICE; a device that cannot be used fails here, at start-up)."""
+    os.environ[DEVICE_ENV] = config.device
     return [
         load_classifier(spec.name, Path(spec.model_dir) if spec.model_dir else None)
         for spec in config.classifiers
@@ -111,7 +115,9 @@ def run_worker(
     thread_environment(threads, explicit=config.threads is not None, names=(ONNX_THREADS_VARIABLE,))
     classifiers = load_classifiers(config)
     log.info("thread pools limited to %d per worker: %s", threads, limit_pools(threads) or "none")
-    metrics.set_models((c.name, c.version, c.sha256) for c in classifiers)
+    metrics.set_models(
+        (c.name, c.version, c.sha256, getattr(c, "device", "cpu")) for c in classifiers
+    )
     if not classifiers:
         log.info("no classifiers configured: alerts pass through with empty annotations")
 

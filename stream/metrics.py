@@ -134,8 +134,8 @@ class DaemonMetrics:
         )
         self.model_info = Gauge(
             "stampflow_model_info",
-            "Loaded models (value 1)",
-            ["classifier", "version", "sha256"],
+            "Loaded models (value 1) and the device each runs on",
+            ["classifier", "version", "sha256", "device"],
             multiprocess_mode="livemax",
             registry=registry,
         )
@@ -173,10 +173,12 @@ class DaemonMetrics:
             self._input = InputMetrics(self.registry)
         return self._input
 
-    def set_models(self, models: Iterable[tuple[str, str, str]]) -> None:
-        """Export ``(classifier, version, sha256)`` of every loaded model."""
-        for name, version, sha256 in models:
-            self.model_info.labels(classifier=name, version=version, sha256=sha256).set(1)
+    def set_models(self, models: Iterable[tuple[str, str, str, str]]) -> None:
+        """Export ``(classifier, version, sha256, device)`` of every loaded model."""
+        for name, version, sha256, device in models:
+            self.model_info.labels(
+                classifier=name, version=version, sha256=sha256, device=device
+            ).set(1)
 
 
 class InputMetrics:

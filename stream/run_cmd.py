@@ -47,6 +47,7 @@ _FLAG_KEYS = {
     "drain_timeout": "shutdown.drain_timeout_s",
     "workers": "workers",
     "threads": "threads",
+    "device": "device",
     "group_instance_id": "kafka.group.instance.id",
     "max_in_flight": "backpressure.max_in_flight",
     "processing": "processing",
@@ -115,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument(
         "--threads",
         help="torch/OpenMP/BLAS threads per worker; auto (default): the cores over the workers",
+    )
+    tune.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where the morphology CNN runs: cpu (default), cuda (refused at start-up when "
+        "unusable) or auto (cuda when usable)",
     )
     tune.add_argument(
         "--group-instance-id",

@@ -2,8 +2,9 @@
 
 Applies to alerts carrying the ``cutoutMultiband`` extension with the four NIRCam filters
 the network was trained on. Each stamp is brought to the network's grid (``preprocess``),
-the batch runs through the CNN at once (the bundle's ``model.onnx`` on ONNX Runtime's CPU
-provider: serving never imports torch), and the temperature-scaled probabilities give the
+the batch runs through the CNN at once (the bundle's ``model.onnx`` on ONNX Runtime: its CPU
+provider, or CUDA with ``device``, see ``stampflow.classifiers.device``; serving never
+imports torch), and the temperature-scaled probabilities give the
 label and the uncertainty (entropy normalised to [0, 1]). The ambiguous flag rises when
 either the entropy is above its threshold (near a class boundary) or the penultimate features
 are far from every class seen in training (``ood.py``: Mahalanobis distance above its
@@ -26,6 +27,12 @@ import numpy as np
 import onnxruntime as ort
 
 from stampflow.classifiers.bundle import MANIFEST, BundleError, load_bundle
+from stampflow.classifiers.device import (
+    DeviceError,
+    requested_device,
+    session_device,
+    start_session,
+)
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.netconfig import N_BANDS, NetConfig
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
@@ -93,9 +100,10 @@ THREADS_ENV = "STAMPFLOW_MORPHOLOGY_THREADS"
 
 
 class OnnxNetwork:
-    """The exported graph on ONNX Runtime's CPU provider."""
+    """The exported graph on ONNX Runtime; ``device`` (auto, cpu, cuda) picks the provider
+    and ``self.device`` says which ran."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, device: str = "cpu") -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -103,7 +111,12 @@ class OnnxNetwork:
         options.log_severity_level = 3  # errors only: no start-up chatter in the daemon's log
         self.path = Path(path)
         self.threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = start_session(
+            lambda providers: ort.InferenceSession(str(path), options, providers=providers),
+            device,
+            ort.get_available_providers(),
+        )
+        self.device = session_device(device, self.session)
 
     def shapes(self) -> dict[str, list[int | str | None]]:
         """The graph's input and output shapes by name (symbolic dims as their names)."""
@@ -191,10 +204,12 @@ class MorphologyClassifier:
 
     @classmethod
     def load(
-        cls, model_dir: Path | None = None, *, threads: int | None = None
+        cls, model_dir: Path | None = None, *, threads: int | None = None, device: str | None = None
     ) -> MorphologyClassifier:
         """Load a bundle: the network from its ONNX graph, the OOD statistics from
-        safetensors, never pickle. ``threads``: ONNX Runtime's intra-op threads."""
+        safetensors, never pickle. ``threads``: ONNX Runtime's intra-op threads; ``device``:
+        auto, cpu or cuda (default $STAMPFLOW_DEVICE, else cpu); a device that cannot be
+        used is a ``DeviceError``."""
         bundle = load_bundle(model_dir or ENTRY.bundle, MorphologyServing, SPEC)
         graph = bundle.onnx_path
         if graph is None:
@@ -203,9 +218,11 @@ class MorphologyClassifier:
                 f"serving; add it: python -m stampflow.training.morphology.export "
                 f"{bundle.directory})"
             )
-        threads = _threads(threads)
+        threads, device = _threads(threads), requested_device(device)
         try:
-            model = OnnxNetwork(graph, threads)
+            model = OnnxNetwork(graph, threads, device)
+        except DeviceError:
+            raise
         except Exception as exc:  # onnxruntime's own errors: an unreadable or invalid graph
             why = " ".join(str(exc).split())[:300]
             raise BundleError(f"{graph}: not a loadable ONNX model ({why})") from None
@@ -219,6 +236,11 @@ class MorphologyClassifier:
             except ValueError as exc:
                 raise BundleError(f"{bundle.directory / bundle.manifest.weights}: {exc}") from None
         return cls(model, bundle.serving, version=bundle.version, sha256=bundle.sha256, ood=ood)
+
+    @property
+    def device(self) -> str:
+        """Where the network runs: ``cuda`` or ``cpu`` (a training-side network: ``cpu``)."""
+        return getattr(self.model, "device", "cpu")
 
     @property
     def temperature(self) -> float:

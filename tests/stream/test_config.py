@@ -58,6 +58,7 @@ def test_no_classifiers_is_a_valid_mode(tmp_path: Path) -> None:
         ("output: {mode: medium}", "output.mode"),
         ("output: {compresion: zstd}", "output.compresion"),
         ("workers: -1", "workers"),
+        ("device: gpu", "device"),
         ("colour: blue", "colour"),
         ("metrics: {port: 70000}", "metrics.port"),
         ("classifiers: [blnd]", "classifiers[0]"),

@@ -20,7 +20,7 @@ def test_probes_and_metrics() -> None:
     registry = serving_registry()
     metrics = DaemonMetrics(registry)
     metrics.consumed.labels("alerts").inc(3)
-    metrics.set_models([("blend", "1.0", "ab" * 32)])
+    metrics.set_models([("blend", "1.0", "ab" * 32, "cpu")])
     heartbeat = Heartbeat(stall_s=60)
     server = HealthServer(
         registry, healthy=heartbeat.healthy, ready=heartbeat.ready, host="127.0.0.1", port=0
@@ -38,7 +38,12 @@ def test_probes_and_metrics() -> None:
             for s in family.samples
         }
         assert samples[("stampflow_alerts_consumed_total", (("topic", "alerts"),))] == 3
-        info = (("classifier", "blend"), ("sha256", "ab" * 32), ("version", "1.0"))
+        info = (
+            ("classifier", "blend"),
+            ("device", "cpu"),
+            ("sha256", "ab" * 32),
+            ("version", "1.0"),
+        )
         assert samples[("stampflow_model_info", info)] == 1
         assert any(name.startswith("process_") for name, _ in samples)
     finally:

@@ -95,3 +95,20 @@ def test_progress_bar_on_a_terminal_only(night, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stderr", piped)
     assert _run_archive(night, tmp_path / "again") == 0
     assert "packet/s" not in piped.getvalue() and "6/6" not in piped.getvalue()
+
+
+def test_a_device_that_cannot_be_used_stops_the_start_with_the_reason(
+    night, tmp_path, monkeypatch, capsys
+):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA: the refusal is for installs without it")
+    monkeypatch.delenv("STAMPFLOW_DEVICE", raising=False)
+    out = tmp_path / "results" / "annotated"
+    args = ["run", f"--archive={night}", f"--output-dir={out}", "--metrics-port=0"]
+    assert main([*args, "--classifiers=morphology", "--device=cuda"]) == 2
+    assert "device cuda: this ONNX Runtime has no CUDA provider" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())  # nothing was read, nothing written
+    # auto falls back to the CPU and runs.
+    assert main([*args, "--classifiers=morphology", "--device=auto"]) == 0
