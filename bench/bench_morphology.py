@@ -2,7 +2,9 @@
 
 Two figures per ONNX Runtime thread count: the network with its preprocessing on stamps on the
 grid, and the whole plugin path from decoded alerts (gzip FITS decode of four stamps per
-alert, resampling, CNN, calibration, annotations).
+alert, resampling, CNN, calibration, annotations). Then the plugin path as the daemon runs it
+on two cores (``workers: auto``): two processes of one thread each, started together, their
+alerts/s summed.
 
     .venv/bin/python bench/bench_morphology.py [--repeats 20]
 """
@@ -10,6 +12,7 @@ alert, resampling, CNN, calibration, annotations).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import numpy as np
@@ -42,6 +45,27 @@ def _rate(work, repeats: int) -> float:
     return BATCH * repeats / (time.perf_counter() - started)
 
 
+def _worker_rate(barrier, seconds: float) -> float:
+    """One worker process: the plugin path from packets for ``seconds``, in alerts/s."""
+    classifier = MorphologyClassifier.load(threads=1)
+    packets = [write_alert_packet(r) for r in _records(simulate(BATCH, seed=7).images)]
+    classifier.classify([decode_alert(p) for p in packets])  # warm-up
+    barrier.wait()
+    started, done = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        classifier.classify([decode_alert(p) for p in packets])
+        done += BATCH
+    return done / (time.perf_counter() - started)
+
+
+def processes_rate(workers: int, seconds: float = 10.0) -> list[float]:
+    """alerts/s of each of ``workers`` processes running the plugin path at once."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(workers)
+    with context.Pool(workers) as pool:
+        return pool.starmap(_worker_rate, [(barrier, seconds)] * workers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -62,6 +86,11 @@ def main() -> None:
             f"threads={threads}: CNN+preprocess {net:8.0f} images/s; "
             f"plugin from packets (decode+resample+CNN) {whole:8.0f} alerts/s"
         )
+    rates = processes_rate(2)
+    print(
+        f"2 processes x 1 thread (two cores): plugin from packets {sum(rates):8.0f} alerts/s "
+        f"({' + '.join(f'{r:.0f}' for r in rates)})"
+    )
 
 
 if __name__ == "__main__":
