@@ -12,6 +12,7 @@ from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.training.morphology import sim
 from stampflow.training.morphology.augment import (
     AugmentConfig,
+    artefacts,
     augment,
     flips_and_turns,
     physics_augment,
@@ -100,6 +101,27 @@ def test_detector_noise_injection_raises_the_noise():
     out = physics_augment(stamps, only_detector, torch.Generator().manual_seed(1))
     assert (_noise(out) >= _noise(stamps) * 0.99).all()
     assert _noise(out).mean() > 1.2 * _noise(stamps).mean()
+
+
+def test_artefacts_bleed_out_of_saturated_cores_and_stripe_across_the_trails():
+    rng = np.random.default_rng(3)
+    sky = rng.normal(10.0, 1.0, (1, 4, 64, 64)).astype(np.float32)
+    yy, xx = np.mgrid[:64, :64] - 32
+    star = sky + 5e4 * np.exp(-(xx**2 + yy**2) / 8.0).astype(np.float32)
+    star[:, :, 30:35, 30:35] = np.nan  # the saturated core, DO_NOT_USE
+    config = AugmentConfig(p_artefacts=1.0, max_stripe_sigma=2.0)
+    out = artefacts(star, config, np.random.default_rng(4))
+    assert np.array_equal(np.isnan(out), np.isnan(star))  # NaN stays for the fill
+    for band in out[0]:
+        residual = band - star[0, 0]
+        # Just beyond the core, above and below it (axis 0) or left and right (axis 1).
+        along_columns = np.abs(residual[[27, 37], 30:35]).min()
+        along_rows = np.abs(residual[30:35, [27, 37]]).min()
+        assert max(along_columns, along_rows) > 100.0  # a bright trail leaves the core
+        far = np.concatenate([residual[:10, :10].ravel(), residual[-10:, -10:].ravel()])
+        assert 0.05 < np.std(far) < 10.0  # and stripes of a few noise sigmas cross the sky
+    untouched = artefacts(star, AugmentConfig(p_artefacts=0.0), np.random.default_rng(4))
+    np.testing.assert_array_equal(untouched, star)
 
 
 def test_flips_and_turns_keep_pixels_and_shape():
