@@ -8,9 +8,10 @@ label. A stamp is
 - ``no_source``: the central peak is below ``SPEC.min_peak_snr`` times the noise, or less
   than ``SPEC.min_coverage`` of the crop lay on unmasked stamp: nothing to judge;
 - ``unlike_training``: the stamp is far from everything the model learnt from: its distance
-  from the PCA subspace (``max_residual``) or its GP posterior variance (``max_variance``,
-  large when the nearest training neighbours are far) exceeds what the validation set
-  reaches at a high quantile;
+  from the PCA subspace (``max_residual``), its GP posterior variance (``max_variance``,
+  large when the nearest training neighbours are far) or its largest standardised crop
+  moment (``max_moment_z``: a shape far too small, peaked or wide) exceeds what the
+  validation set reaches at a high quantile;
 - ``margin``: its mean margin is small against its posterior standard deviation,
   ``|mean| - kappa * sd < tau``, with kappa and tau chosen on validation data.
 """
@@ -32,11 +33,13 @@ REASONS = ("no_source", "unlike_training", "margin")
 @dataclass(frozen=True)
 class Posterior:
     """What the model says of prepared crops before any flag: the GP's mean and variance,
-    and each crop's distance from the PCA subspace."""
+    each crop's distance from the PCA subspace and its largest |standardised moment| (zeros
+    for an embedding without moments)."""
 
     mean: np.ndarray
     variance: np.ndarray
     residual: np.ndarray
+    moment_outlier: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class AmbiguityRule:
     tau: float
     max_variance: float | None = None  # None: no limit
     max_residual: float | None = None
+    max_moment_z: float | None = None
 
     def __post_init__(self) -> None:
         if self.kappa < 0:
@@ -66,6 +70,8 @@ class AmbiguityRule:
             unlike |= post.variance > self.max_variance
         if self.max_residual is not None:
             unlike |= post.residual > self.max_residual
+        if self.max_moment_z is not None and post.moment_outlier is not None:
+            unlike |= post.moment_outlier > self.max_moment_z
         margin = self.score(post.mean, post.variance) < self.tau
         out = np.full(len(post.mean), "", dtype=object)
         out[margin] = "margin"
@@ -143,7 +149,9 @@ class BlendModel:
     def posterior(self, crops: np.ndarray) -> Posterior:
         x = normalise(crops, self.prep)
         mean, variance = self.gp.predict(self.embedding.transform(x))
-        return Posterior(mean, variance, self.embedding.residual(x))
+        return Posterior(
+            mean, variance, self.embedding.residual(x), self.embedding.moment_outlier(x)
+        )
 
     def predict(self, prepared: Prepared) -> BlendPrediction:
         return self.decide(self.posterior(prepared.crops), prepared)

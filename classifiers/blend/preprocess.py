@@ -452,8 +452,21 @@ class Embedding:
             out = (((features - self.mean) @ self.components.T) / self.scale).astype(np.float32)
         if len(self.moment_centre) == 0:
             return out
-        z = (crop_moments(features) - self.moment_centre) / self.moment_scale
-        return np.hstack([out, np.clip(z, -_MOMENT_CLIP, _MOMENT_CLIP).astype(np.float32)])
+        z = np.clip(self.moment_z(features), -_MOMENT_CLIP, _MOMENT_CLIP)
+        return np.hstack([out, z.astype(np.float32)])
+
+    def moment_z(self, features: np.ndarray) -> np.ndarray:
+        """The standardised moments (n, 8), unclipped; (n, 0) without moments."""
+        if len(self.moment_centre) == 0:
+            return np.zeros((len(features), 0))
+        return (crop_moments(features) - self.moment_centre) / self.moment_scale
+
+    def moment_outlier(self, features: np.ndarray) -> np.ndarray:
+        """Each stamp's largest |standardised moment|: how far its shape lies outside what
+        training showed (a cosmic ray is far too small and peaked, a galaxy too wide); 0
+        without moments."""
+        z = self.moment_z(features)
+        return np.abs(z).max(axis=1) if z.shape[1] else np.zeros(len(features))
 
     def residual(self, features: np.ndarray) -> np.ndarray:
         """Distance of each feature vector from the embedding's subspace: what PCA throws

@@ -191,6 +191,8 @@ def _write_intro(report: Report, manifest: dict, config: StudyConfig, real: list
     rule = manifest["serving"]["ambiguity"]
     prep = manifest["serving"]["preprocess"]
     embedding = _embedding_name(prep["pca_components"], prep.get("moments", False))
+    moment_limit = rule.get("max_moment_z")
+    moments = f", largest standardised moment above {moment_limit:.2f}" if moment_limit else ""
     report.text(
         f"Model `blend` {manifest['version']} (sha256 `{manifest['sha256'][:16]}`): MuyGPs "
         f"(k = {manifest['serving']['gp']['nn_count']}) on a {embedding} embedding of "
@@ -199,8 +201,8 @@ def _write_intro(report: Report, manifest: dict, config: StudyConfig, real: list
         "simulator (`training/blend/sky.py`: atmosphere + optics PSFs varying across the coadd, "
         "correlated coadd noise, field stars, background and host galaxies, saturation, masks). "
         f"Ambiguity rule fitted on its validation set: margin `|mean| - {rule['kappa']:g} sd < "
-        f"{rule['tau']:.3f}`, variance above {rule['max_variance']:.4g} or PCA residual above "
-        f"{rule['max_residual']:.3f} (the {training['ood_quantile']:.1%} quantiles of "
+        f"{rule['tau']:.3f}`, variance above {rule['max_variance']:.4g}, PCA residual above "
+        f"{rule['max_residual']:.3f}{moments} (the {training['ood_quantile']:.1%} quantiles of "
         f"validation), or no source (central S/N < 5, or < 60% of the crop on unmasked stamp)."
     )
     report.text(
@@ -382,9 +384,10 @@ def _write_ood(
     report.text(
         "A classifier that only knows its simulator answers confidently on these; the flag is "
         "what keeps such answers from a broker. `no_source` needs no training (the central S/N "
-        "and the crop's coverage); `unlike_training` is the PCA residual or the posterior "
-        "variance beyond their validation quantiles. Bad columns through a real star are "
-        "masked pixels (NaN, filled with the sky) and should still get a label."
+        "and the crop's coverage); `unlike_training` is the PCA residual, the posterior "
+        "variance or the largest standardised crop moment beyond their validation quantiles. "
+        "Bad columns through a real star are masked pixels (NaN, filled with the sky) and "
+        "should still get a label."
     )
     return rows
 

@@ -61,7 +61,8 @@ class TrainConfig:
     target_accuracy: float = 0.985  # on non-ambiguous validation stamps
     max_flagged: float = 0.18
     # The share of validation stamps that passes each "unlike training" limit (the PCA
-    # residual and the posterior variance): the limits sit at this quantile.
+    # residual, the posterior variance, the largest standardised moment): the limits sit at
+    # this quantile.
     ood_quantile: float = 0.995
     sim: sky.SkyConfig = field(default_factory=sky.SkyConfig)
     # The PCA with the crop's moments: +1.5 points accuracy, +0.01 AUC on both families
@@ -267,7 +268,11 @@ def fit(config: TrainConfig, splits: Splits, spec: BlendSpec = SPEC) -> TrainedB
     # margin rule on the stamps that pass them and show a source.
     max_variance = float(np.quantile(post.variance, config.ood_quantile))
     max_residual = float(np.quantile(post.residual, config.ood_quantile))
-    limits = AmbiguityRule(0.0, -np.inf, max_variance, max_residual)  # margin never fires
+    max_moment_z = None
+    if config.prep.moments:  # among stamps with a source: the moments of noise are anything
+        shown = AmbiguityRule(0.0, -np.inf).reasons(post, val.prepared, spec) != "no_source"
+        max_moment_z = float(np.quantile(post.moment_outlier[shown], config.ood_quantile))
+    limits = AmbiguityRule(0.0, -np.inf, max_variance, max_residual, max_moment_z)  # no margin
     passed = limits.reasons(post, val.prepared, spec) == ""
     margin = choose_rule(
         post.mean[passed],
@@ -276,7 +281,7 @@ def fit(config: TrainConfig, splits: Splits, spec: BlendSpec = SPEC) -> TrainedB
         config.target_accuracy,
         max(config.max_flagged - (1 - passed.mean()), 0.01),
     )
-    rule = AmbiguityRule(margin.kappa, margin.tau, max_variance, max_residual)
+    rule = AmbiguityRule(margin.kappa, margin.tau, max_variance, max_residual, max_moment_z)
     model = BlendModel(config.prep, embedding, gp, calibration, rule, spec)
     val_pred = model.decide(post, val.prepared)
     val_metrics = evaluate(val_pred, val.labels)

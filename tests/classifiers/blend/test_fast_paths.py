@@ -229,7 +229,8 @@ def validation(plugin):
 
 
 def _flags(plugin, prepared, x, mean, variance):
-    post = Posterior(mean, variance, plugin.model.embedding.residual(x))
+    embedding = plugin.model.embedding
+    post = Posterior(mean, variance, embedding.residual(x), embedding.moment_outlier(x))
     return plugin.model.decide(post, prepared)
 
 

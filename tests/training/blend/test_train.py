@@ -11,6 +11,7 @@ import pytest
 
 from stampflow.classifiers.blend.model import AmbiguityRule
 from stampflow.classifiers.blend.plugin import BlendClassifier
+from stampflow.classifiers.blend.preprocess import prepare
 from stampflow.classifiers.bundle import MANIFEST, WEIGHTS, BundleError
 from stampflow.training.blend.train import (
     TrainConfig,
@@ -121,3 +122,21 @@ def test_calibration_follows_frequencies_that_are_not_a_logistic_curve():
     assert np.all(p[grid > 0] > 0.5) and np.all(p[grid < 0] < 0.5)
     expected = 0.5 + 0.5 * np.sign(grid) * np.minimum(np.abs(grid) * 3.0, 0.9) ** 0.5
     assert np.abs(p - expected).max() < 0.08
+
+
+def test_shapes_unlike_any_training_star_are_flagged_unlike_training(tiny):
+    splits, trained, _ = tiny
+    rule = trained.model.rule
+    assert rule.max_moment_z is not None  # the moments' limit, at the validation quantile
+    rng = np.random.default_rng(8)
+    spikes = rng.normal(100.0, 3.0, (20, 63, 63)).astype(np.float32)
+    spikes[:, 31, 31] += 3000.0  # a cosmic ray: one hot pixel, far sharper than any PSF
+    prepared = prepare(list(spikes), trained.model.prep)
+    post = trained.model.posterior(prepared.crops)
+    assert (post.moment_outlier > rule.max_moment_z).mean() >= 0.9
+    assert (trained.model.decide(post, prepared).reason == "unlike_training").mean() >= 0.9
+    test = splits.test.prepared
+    reason = trained.model.predict(test).reason
+    shown = reason != "no_source"  # stamps without a source have noise for moments
+    outlier = trained.model.posterior(test.crops).moment_outlier[shown] > rule.max_moment_z
+    assert outlier.mean() < 0.02  # simulated stars and pairs pass
