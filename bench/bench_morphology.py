@@ -61,8 +61,8 @@ def _worker_rate(barrier, seconds: float) -> float:
 def processes_rate(workers: int, seconds: float = 10.0) -> list[float]:
     """alerts/s of each of ``workers`` processes running the plugin path at once."""
     context = multiprocessing.get_context("spawn")
-    barrier = context.Manager().Barrier(workers)
-    with context.Pool(workers) as pool:
+    with context.Manager() as manager, context.Pool(workers) as pool:
+        barrier = manager.Barrier(workers)
         return pool.starmap(_worker_rate, [(barrier, seconds)] * workers)
 
 

@@ -541,7 +541,12 @@ def main() -> int:
     parser.add_argument("--pool", type=int, help="distinct packets synthesised (1500; quick 600)")
     parser.add_argument("--seconds", type=float, help="feed time per latency rate (15; quick 6)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds after a feed ends")
-    parser.add_argument("--latency-workers", type=int, default=1)
+    parser.add_argument(
+        "--latency-workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="workers of the latency daemon (default: the cores, as `workers: auto` runs)",
+    )
     parser.add_argument("--extra", default="", help="more `stampflow run` flags, space separated")
     parser.add_argument("--skip", default="", help="comma list: floor,codec,rows,latency,restart")
     # the floor process (internal)
