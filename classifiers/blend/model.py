@@ -34,7 +34,7 @@ REASONS = ("no_source", "unlike_training", "margin")
 class Posterior:
     """What the model says of prepared crops before any flag: the GP's mean and variance,
     each crop's distance from the PCA subspace and its largest |standardised moment| (zeros
-    for an embedding without moments)."""
+    for an embedding without moments; None where not computed: no moment limit applies)."""
 
     mean: np.ndarray
     variance: np.ndarray
