@@ -6,7 +6,10 @@ alert, resampling, CNN, calibration, annotations). Then the plugin path as the d
 on two cores (``workers: auto``): two processes of one thread each, started together, their
 alerts/s summed.
 
-    .venv/bin/python bench/bench_morphology.py [--repeats 20]
+    .venv/bin/python bench/bench_morphology.py [--repeats 20] [--device cuda]
+
+``--device`` (cpu by default; cuda needs onnxruntime-gpu and a GPU) is where the first two
+figures run; the two-process figure is the CPU's.
 """
 
 from __future__ import annotations
@@ -61,20 +64,30 @@ def _worker_rate(barrier, seconds: float) -> float:
 def processes_rate(workers: int, seconds: float = 10.0) -> list[float]:
     """alerts/s of each of ``workers`` processes running the plugin path at once."""
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, context.Pool(workers) as pool:
+    with context.Manager() as manager:
         barrier = manager.Barrier(workers)
-        return pool.starmap(_worker_rate, [(barrier, seconds)] * workers)
+        pool = context.Pool(workers)
+        try:
+            return pool.starmap(_worker_rate, [(barrier, seconds)] * workers)
+        finally:
+            pool.close()  # not terminate(): the workers exit and release their locks
+            pool.join()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
     images = simulate(BATCH, seed=7).images
     packets = [write_alert_packet(r) for r in _records(images)]
-    print(f"morphology {MorphologyClassifier.load().version} (ONNX Runtime), batch {BATCH}")
     for threads in (1, 2):
-        classifier = MorphologyClassifier.load(threads=threads)
+        classifier = MorphologyClassifier.load(threads=threads, device=args.device)
+        if threads == 1:
+            print(
+                f"morphology {classifier.version} (ONNX Runtime on {classifier.device}), "
+                f"batch {BATCH}"
+            )
         net = _rate(lambda c=classifier: c.probabilities(images), args.repeats)
 
         def plugin(c: MorphologyClassifier = classifier) -> None:
