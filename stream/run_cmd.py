@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import KafkaException
 
 from stampflow.classifiers.bundle import BundleError
+from stampflow.classifiers.device import DEVICES
 from stampflow.stream.archive_source import ArchiveError
 from stampflow.stream.config import ConfigError, DaemonConfig, load_config
 from stampflow.stream.progress import archive_total, progress_bar
@@ -119,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tune.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        choices=DEVICES,
         help="where the morphology CNN runs: cpu (default), cuda (refused at start-up when "
         "unusable) or auto (cuda when usable)",
     )

@@ -148,10 +148,9 @@ class BlendModel:
 
     def posterior(self, crops: np.ndarray) -> Posterior:
         x = normalise(crops, self.prep)
-        mean, variance = self.gp.predict(self.embedding.transform(x))
-        return Posterior(
-            mean, variance, self.embedding.residual(x), self.embedding.moment_outlier(x)
-        )
+        features, moment_outlier = self.embedding.embed(x)
+        mean, variance = self.gp.predict(features)
+        return Posterior(mean, variance, self.embedding.residual(x), moment_outlier)
 
     def predict(self, prepared: Prepared) -> BlendPrediction:
         return self.decide(self.posterior(prepared.crops), prepared)

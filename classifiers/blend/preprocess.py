@@ -446,27 +446,22 @@ class Embedding:
     moment_scale: np.ndarray = field(default_factory=_empty)  # (8,) robust spreads (1.4826 MAD)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
+        return self.embed(features)[0]
+
+    def embed(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The embedded features (n, k [+ 8]) and each stamp's largest |standardised moment|
+        (n,): how far its shape lies outside what training showed (a cosmic ray is far too
+        small and peaked, a galaxy too wide); 0 without moments. The moments are computed
+        once for both."""
         if len(self.components) == 0:
             out = features.astype(np.float32)
         else:
             out = (((features - self.mean) @ self.components.T) / self.scale).astype(np.float32)
         if len(self.moment_centre) == 0:
-            return out
-        z = np.clip(self.moment_z(features), -_MOMENT_CLIP, _MOMENT_CLIP)
-        return np.hstack([out, z.astype(np.float32)])
-
-    def moment_z(self, features: np.ndarray) -> np.ndarray:
-        """The standardised moments (n, 8), unclipped; (n, 0) without moments."""
-        if len(self.moment_centre) == 0:
-            return np.zeros((len(features), 0))
-        return (crop_moments(features) - self.moment_centre) / self.moment_scale
-
-    def moment_outlier(self, features: np.ndarray) -> np.ndarray:
-        """Each stamp's largest |standardised moment|: how far its shape lies outside what
-        training showed (a cosmic ray is far too small and peaked, a galaxy too wide); 0
-        without moments."""
-        z = self.moment_z(features)
-        return np.abs(z).max(axis=1) if z.shape[1] else np.zeros(len(features))
+            return out, np.zeros(len(features))
+        z = (crop_moments(features) - self.moment_centre) / self.moment_scale
+        clipped = np.clip(z, -_MOMENT_CLIP, _MOMENT_CLIP).astype(np.float32)
+        return np.hstack([out, clipped]), np.abs(z).max(axis=1)
 
     def residual(self, features: np.ndarray) -> np.ndarray:
         """Distance of each feature vector from the embedding's subspace: what PCA throws

@@ -230,7 +230,7 @@ def validation(plugin):
 
 def _flags(plugin, prepared, x, mean, variance):
     embedding = plugin.model.embedding
-    post = Posterior(mean, variance, embedding.residual(x), embedding.moment_outlier(x))
+    post = Posterior(mean, variance, embedding.residual(x), embedding.embed(x)[1])
     return plugin.model.decide(post, prepared)
 
 
