@@ -108,8 +108,10 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
     of 7x7-block means over what white noise of that noise would give: gradients, galaxies,
     wings), fwhm_arcsec (adaptive moments of the central source), peak_snr (central
     peak over noise), neighbours (other sources above 5 sigma, farther than 5" out),
-    saturated (a flat-topped or masked core), row_streak (bright sources only: the light along
-    the rows beside the source minus along its columns, in noise units), nan_fraction.
+    wing_ratio (bright sources only: the mean light on the ring 4 px from the brightest
+    pixel over that pixel's; a PSF's wings), saturated (a flat-topped or masked core),
+    row_streak (bright sources only: the light along the rows beside the source minus along
+    its columns, in noise units), nan_fraction.
     """
     image = np.where(np.abs(stamp) < SPEC.fill_sentinel, stamp, np.nan).astype(np.float64)
     finite = np.isfinite(image)
@@ -136,6 +138,13 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
             fwhm = float(2.3548 * sigma * pixel_scale)
         except galsim.GalSimError:
             pass
+    wing = float("nan")
+    if peak > 300 * noise:
+        py, px = np.unravel_index(int(np.argmax(core)), core.shape)
+        py, px = py + cy - 4, px + cx - 4
+        yy, xx = np.indices(image.shape)
+        ring = np.abs(np.hypot(yy - py, xx - px) - 4.0) < 0.5
+        wing = float(np.nanmean(resid[ring]) / resid[py, px])
     smooth = ndimage.uniform_filter(np.nan_to_num(resid, nan=0.0), 3)
     peaks = (smooth == ndimage.maximum_filter(smooth, 5)) & (smooth > 5 * noise / 3)
     yy, xx = np.nonzero(peaks)
@@ -164,6 +173,7 @@ def measure(stamp: np.ndarray, pixel_scale: float = SPEC.pixel_scale_arcsec) -> 
         "fwhm_arcsec": fwhm,
         "peak_snr": peak / noise,
         "neighbours": float(far.sum()),
+        "wing_ratio": wing,
         "saturated": float(saturated),
         "row_streak": streak,
         "nan_fraction": float((~finite).mean()),

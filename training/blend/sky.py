@@ -11,7 +11,8 @@ templates show (``real.measure`` compares the two with the real packets):
   aperture and its central obscuration (for a share of stamps the full pattern with four
   struts and defocus, astigmatism and coma, from a bank drawn once per process), a Gaussian
   blur for the camera's aberrations, focus and tracking, and a small shear (wind); and the
-  faint horizontal streak ZTF's bright stars trail along the rows. The seeing range is set
+  faint horizontal streak ZTF's bright stars trail along the rows; and a broad halo (5-30% of
+  the light, 2-4x the FWHM) for the wings real coadds show 3-5" out. The seeing range is set
   a little wider than the real templates' FWHM distribution (the study's realism table).
 - **Scene**: the central single star or blend (2-3 stars closer than 3 FWHM, as before);
   field stars with counts rising to faint magnitudes (dN/dm ~ 10^(0.3 m)) and background
@@ -73,6 +74,12 @@ class SkyConfig:
     streak_share: tuple[float, float] = (0.0005, 0.006)  # of a star's light, along the rows
     streak_length: tuple[float, float] = (10.0, 30.0)  # arcsec
     max_shear: float = 0.06
+    # Real ZTF coadd PSFs hold about twice the light 3-4 px out that a Kolmogorov core of
+    # their FWHM does (the realism table's wing_ratio, measured on the real stars that carry
+    # no weak label): scattered light and the coadd's worst-seeing exposures. A broad
+    # Kolmogorov halo takes a share of the light, its FWHM a multiple of the coadd's.
+    halo_share: tuple[float, float] = (0.05, 0.3)
+    halo_scale: tuple[float, float] = (2.0, 4.0)
     sep_fwhm_range: tuple[float, float] = (0.1, 3.0)
     flux_ratio_range: tuple[float, float] = (0.05, 1.0)
     mag_range: tuple[float, float] = (13.5, 20.5)
@@ -101,7 +108,9 @@ class SkyConfig:
         for name in ("blend_fraction", "triple_fraction", "host_prob", "strut_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("seeing_range", "sep_fwhm_range", "mag_range", "n_coadd_range"):
+        if not 0.0 <= self.halo_share[0] <= self.halo_share[1] < 1.0:
+            raise ValueError(f"halo_share must be (low, high) in [0, 1), got {self.halo_share}")
+        for name in ("seeing_range", "sep_fwhm_range", "mag_range", "n_coadd_range", "halo_scale"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
@@ -159,6 +168,11 @@ def _psf(rng: np.random.Generator, fwhm: float, c: SkyConfig) -> galsim.GSObject
         )
     optics = galsim.Convolve(diffraction, galsim.Gaussian(sigma=blur, gsparams=_GSPARAMS))
     g1, g2 = rng.uniform(-1, 1, 2) * c.max_shear
+    halo = float(rng.uniform(*c.halo_share)) if c.halo_share[1] > 0 else 0.0
+    if halo > 0:
+        parts = [p.withScaledFlux(1.0 - halo) for p in parts]
+        halo_fwhm = fwhm * float(rng.uniform(*c.halo_scale))
+        parts.append(galsim.Kolmogorov(fwhm=halo_fwhm, gsparams=_GSPARAMS).withFlux(halo))
     core = galsim.Convolve(galsim.Add(parts), optics, gsparams=_GSPARAMS).shear(
         g1=float(g1), g2=float(g2)
     )

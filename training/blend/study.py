@@ -287,8 +287,11 @@ def _write_real(
         "(`noise_lag1` ~0.25 in real coadds, 0 for white noise), background structure "
         "(`background_excess`: the rms of 7x7 block means over the white-noise expectation), "
         "neighbours (a median of four other sources above 5 sigma per real stamp, none in most "
-        "analytic ones) and large masked areas. Its seeing range is wider than the real "
-        "packets' on purpose (they are 109 objects, the sky is broader)."
+        "analytic ones), large masked areas, and the PSF's wings (`wing_ratio`, bright sources: "
+        "real coadds hold about twice the light 4 px out that a Kolmogorov core of their FWHM "
+        "does, so the training PSF carries a broad halo, set on the real stars without a weak "
+        "label). Its seeing range is wider than the real packets' on purpose (they are 109 "
+        "objects, the sky is broader)."
     )
 
     report.heading("Weak labels from PS1: agreement on every real alert", level=3)

@@ -84,6 +84,7 @@ RUBIN_SKY = SkyConfig(
     optics_blur_sigma=(0.05, 0.17),
     strut_prob=0.05,
     streak_share=(0.0, 0.0),
+    halo_share=(0.0, 0.0),  # ZTF's halo is measured on real ZTF stars; Rubin's is not known
     mag_range=(16.5, 25.0),
     zero_point_range=(31.2, 31.9),
     sky_mag_range=(19.5, 22.3),

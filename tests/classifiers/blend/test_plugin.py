@@ -72,6 +72,20 @@ def test_real_ztf_packets_incl_edge_cut_and_nan_stamps(plugin, shared_alerts):
     assert [a.label for a in singles] == [a.label for a in annotations[:10]]
 
 
+def test_real_isolated_stars_are_called_single_and_rarely_flagged(plugin, shared_alerts):
+    """Issue 11's real-data bar: of the alerts whose PS1 neighbours say one star and nothing
+    else within 15", >= 90% are called single and <= 30% are flagged."""
+    from stampflow.training.blend.real import load_real
+
+    isolated = [r for r in load_real(shared_alerts / "ztf") if r.weak_label == "isolated_star"]
+    assert len(isolated) >= 30
+    alerts = {a.candid: a for p in sorted((shared_alerts / "ztf").glob("*.avro"))
+              for a in decode_packet(p.read_bytes()).alerts}  # fmt: skip
+    annotations = plugin.classify([alerts[r.candid] for r in isolated])
+    assert np.mean([a.label == "single" for a in annotations]) >= 0.9
+    assert np.mean([a.ambiguous for a in annotations]) <= 0.3
+
+
 def test_simulated_alerts_are_classified_well(plugin):
     rng = np.random.default_rng(123)
     science, template, _, truth = ztf_cutouts(rng, 300)

@@ -50,6 +50,9 @@ def test_measure_sees_noise_correlation_and_the_source():
     assert stats["peak_snr"] > 500 and stats["neighbours"] == 0
     smooth = white + np.roll(white, 1, axis=1)
     assert measure(smooth)["noise_lag1"] > 0.4
+    # A Gaussian's ring 4 px out holds exp(-8 / sigma^2) of its peak; faint sources get none.
+    assert stats["wing_ratio"] == pytest.approx(np.exp(-8 / 0.9**2), rel=0.5, abs=2e-4)
+    assert np.isnan(measure(white + star / 500)["wing_ratio"])
 
 
 @pytest.mark.skipif(not REAL_ALERTS.is_dir(), reason=f"real packets not found at {REAL_ALERTS}")
@@ -59,3 +62,25 @@ def test_every_real_alert_gets_a_weak_label():
     assert len(real) >= 100  # one per candid
     assert counts["isolated_star"] >= 30 and counts["ps1_pair"] >= 3
     assert all(r.template.ndim == 2 for r in real)
+
+
+@pytest.mark.skipif(not REAL_ALERTS.is_dir(), reason=f"real packets not found at {REAL_ALERTS}")
+def test_the_training_psf_has_the_wings_of_real_ztf_stars():
+    """The halo was set on real stars without a weak label; the wings must match theirs
+    (at the real FWHMs) where a bare Kolmogorov core has about half that light."""
+    from stampflow.training.blend.sky import SkyConfig, simulate_templates
+
+    def wings(stats: list[dict]) -> np.ndarray:
+        w = [m["wing_ratio"] for m in stats if 2.15 < m["fwhm_arcsec"] < 2.6]
+        return np.array([x for x in w if np.isfinite(x)])
+
+    real = wings([measure(r.template) for r in load_real() if r.weak_label == "unlabelled"])
+    assert len(real) >= 20
+    sim = {}
+    for name, config in (("halo", SkyConfig()), ("bare", SkyConfig(halo_share=(0.0, 0.0)))):
+        stamps, truth = simulate_templates(np.random.default_rng(3), 300, config)
+        sim[name] = wings(
+            [measure(s) for s, b in zip(stamps, truth["label"], strict=True) if b == 0]
+        )
+    assert np.median(sim["halo"]) == pytest.approx(np.median(real), rel=0.2)
+    assert np.median(sim["bare"]) < 0.7 * np.median(real)

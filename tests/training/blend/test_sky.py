@@ -41,6 +41,20 @@ def test_the_psf_has_the_seeing_it_was_drawn_with():
     assert fwhm == pytest.approx(2.0, rel=0.2)
 
 
+def test_the_halo_takes_its_share_of_the_light_into_the_wings():
+    def wing(share: float) -> float:
+        config = SkyConfig(
+            seeing_range=(2.2, 2.2), halo_share=(share, share), blend_fraction=0.0,
+            mag_range=(15, 15), **QUIET,
+        )  # fmt: skip
+        stamps, _ = simulate_templates(np.random.default_rng(1), 20, config)
+        return float(np.median([measure(s)["wing_ratio"] for s in stamps]))
+
+    assert wing(0.25) > 1.5 * wing(0.0)
+    with pytest.raises(ValueError, match="halo_share"):
+        SkyConfig(halo_share=(0.2, 0.1))
+
+
 def test_coadd_noise_is_correlated_as_resampling_makes_it():
     base = dict(blend_fraction=0.0, mag_range=(20.5, 20.5), **QUIET)
     white, _ = simulate_templates(
