@@ -6,8 +6,10 @@ where there is none). They give **weak labels** for the static source in the tem
 
 - ``isolated_star``: a PS1 star (sgscore >= 0.8) within 1" of the candidate and nothing else
   within 15": the template should show one star (expected ``single``);
-- ``ps1_pair``: two PS1 stars (sgscore >= 0.5) within 1.5" and 3" of the candidate, the
-  second at most 2.5 mag fainter: inside one ZTF PSF (expected ``blend``);
+- ``ps1_pair``: two PS1 stars (sgscore > 0.5; exactly 0.5 is "not classified") within 1.5"
+  and 3" of the candidate, the second at most 2.5 mag fainter and the two distances summing to
+  at least 1" (closer entries are one bright star listed twice): inside one ZTF PSF
+  (expected ``blend``);
 - ``galaxy_host``: the nearest PS1 source within 3" is a galaxy (sgscore < 0.3): no point
   source to judge (expected ``ambiguous``);
 - ``no_counterpart``: no PS1 source within 3": nothing static at the centre (expected
@@ -68,7 +70,11 @@ def weak_label(candidate: dict) -> str:
         return "unlabelled"  # a star beside the candidate, not under it
     if 0 <= d2 <= 3.0:
         bright_enough = r1 > _NONE and r2 > _NONE and r2 - r1 <= 2.5
-        return "ps1_pair" if s1 >= 0.5 and s2 >= 0.5 and bright_enough else "unlabelled"
+        # sgscore 0.5 exactly is "not classified", and two entries whose distances sum to
+        # under 1" are closer than PS1 resolves: both are how one bright star shows up twice.
+        stars = s1 > 0.5 and s2 > 0.5
+        apart = d1 + d2 >= 1.0
+        return "ps1_pair" if stars and apart and bright_enough else "unlabelled"
     nothing_else = not 0 <= d2 <= 15.0 and not 0 <= d3 <= 15.0
     if d1 <= 1.0 and s1 >= 0.8 and nothing_else:
         return "isolated_star"

@@ -332,7 +332,12 @@ def _write_real(
         '`ps1_pair` can be 2-3" apart (resolved by ZTF on a good night); `sgscore` is itself a '
         "classifier; PS1 sees fainter companions than a ZTF template; the PS1 distances are "
         "measured from the transient's position, which for a variable star is the star. "
-        "Several alerts share one object (and template), so the counts are not independent."
+        "Several alerts share one object (and template), so the counts are not independent. "
+        "PS1 lists some bright stars twice (two entries a few tenths of an arcsecond apart, one "
+        'with the unclassified sgscore 0.5): five of the six "pairs" of an earlier definition '
+        "were such duplicates, called single by the model, so a pair now needs both entries "
+        'classified as stars and distances summing to at least 1". Few credible pairs remain '
+        "in these alerts, so the real row's AUC rests on very few blends."
     )
     _real_blends_figure(report.figure_path("real_blends.png"), real, weak, pred)
     report.image(

@@ -29,6 +29,14 @@ def _candidate(**ps1) -> dict:
             dict(distpsnr1=0.4, sgscore1=0.9, srmag1=16, distpsnr2=1.8, sgscore2=0.8, srmag2=20),
             "unlabelled",
         ),
+        (  # one bright star listed twice: unclassified and closer than PS1 resolves
+            dict(distpsnr1=0.3, sgscore1=1.0, srmag1=13, distpsnr2=0.5, sgscore2=0.5, srmag2=13),
+            "unlabelled",
+        ),
+        (
+            dict(distpsnr1=0.1, sgscore1=0.9, srmag1=16, distpsnr2=0.2, sgscore2=0.9, srmag2=16),
+            "unlabelled",
+        ),
         (dict(distpsnr1=0.8, sgscore1=0.05, srmag1=19.0), "galaxy_host"),
         (dict(distpsnr1=12.0, sgscore1=0.99, srmag1=15.0), "no_counterpart"),
         ({}, "no_counterpart"),
@@ -60,7 +68,7 @@ def test_every_real_alert_gets_a_weak_label():
     real = load_real()
     counts = Counter(r.weak_label for r in real)
     assert len(real) >= 100  # one per candid
-    assert counts["isolated_star"] >= 30 and counts["ps1_pair"] >= 3
+    assert counts["isolated_star"] >= 30 and counts["ps1_pair"] >= 1
     assert all(r.template.ndim == 2 for r in real)
 
 
