@@ -74,7 +74,7 @@ class SkyConfig:
     streak_share: tuple[float, float] = (0.0005, 0.006)  # of a star's light, along the rows
     streak_length: tuple[float, float] = (10.0, 30.0)  # arcsec
     max_shear: float = 0.06
-    # Real ZTF coadd PSFs hold about twice the light 3-4 px out that a Kolmogorov core of
+    # Real ZTF coadd PSFs hold about twice the light 4 px out that a Kolmogorov core of
     # their FWHM does (the realism table's wing_ratio, measured on the real stars that carry
     # no weak label): scattered light and the coadd's worst-seeing exposures. A broad
     # Kolmogorov halo takes a share of the light, its FWHM a multiple of the coadd's.
@@ -168,6 +168,7 @@ def _psf(rng: np.random.Generator, fwhm: float, c: SkyConfig) -> galsim.GSObject
         )
     optics = galsim.Convolve(diffraction, galsim.Gaussian(sigma=blur, gsparams=_GSPARAMS))
     g1, g2 = rng.uniform(-1, 1, 2) * c.max_shear
+    # No draw where the halo is off, so a survey without one (Rubin) keeps its random stream.
     halo = float(rng.uniform(*c.halo_share)) if c.halo_share[1] > 0 else 0.0
     if halo > 0:
         parts = [p.withScaledFlux(1.0 - halo) for p in parts]
