@@ -36,7 +36,7 @@ from stampflow.classifiers.device import (
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.netconfig import N_BANDS, NetConfig
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
-from stampflow.classifiers.morphology.preprocess import preprocess, to_grid
+from stampflow.classifiers.morphology.preprocess import detected, preprocess, to_grid
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.errors import PacketError
@@ -76,11 +76,13 @@ class MorphologyServing:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One batch through the network: calibrated probabilities and the OOD score
-    (distance / threshold; zeros without an OOD model)."""
+    """One batch through the network: calibrated probabilities, the OOD score (distance /
+    threshold; zeros without an OOD model) and whether each stamp holds a source at all
+    (``preprocess.detected``)."""
 
     probabilities: np.ndarray
     ood_score: np.ndarray
+    detected: np.ndarray
 
     @property
     def entropy(self) -> np.ndarray:
@@ -281,9 +283,11 @@ class MorphologyClassifier:
 
     def predict(self, stamps: np.ndarray, batch_size: int = 256) -> Prediction:
         """Probabilities and OOD scores for (n, 4, 64, 64) stamps, one network pass."""
-        probabilities, scores = [], []
+        probabilities, scores, found = [], [], []
         for start in range(0, len(stamps), batch_size):
-            features, logits = self.model.run(preprocess(stamps[start : start + batch_size]))
+            x = preprocess(stamps[start : start + batch_size])
+            found.append(detected(x))
+            features, logits = self.model.run(x)
             score = np.zeros(len(logits))
             if self.ood is not None:
                 score = self.ood.score(features)
@@ -291,17 +295,23 @@ class MorphologyClassifier:
             temperature = self.temperature + self.serving.temperature_slope * score
             probabilities.append(softmax(np.asarray(logits, np.float64) / temperature[:, None]))
         if not probabilities:
-            return Prediction(np.zeros((0, len(self.labels))), np.zeros(0))
+            return Prediction(np.zeros((0, len(self.labels))), np.zeros(0), np.zeros(0, bool))
         p = np.concatenate(probabilities).astype(np.float64)
-        return Prediction(p, np.concatenate(scores) if scores else np.zeros(len(p)))
+        ood = np.concatenate(scores) if scores else np.zeros(len(p))
+        return Prediction(p, ood, np.concatenate(found))
 
     def probabilities(self, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities for (n, 4, 64, 64) stamps on the network grid."""
         return self.predict(stamps, batch_size).probabilities
 
     def flags(self, prediction: Prediction) -> np.ndarray:
-        """The ambiguous flag: near a class boundary, or unlike the training data."""
-        return (prediction.entropy > self.ambiguous_threshold) | (prediction.ood_score > 1.0)
+        """The ambiguous flag: near a class boundary, unlike the training data, or no
+        source in the stamp to read a morphology from."""
+        return (
+            (prediction.entropy > self.ambiguous_threshold)
+            | (prediction.ood_score > 1.0)
+            | ~prediction.detected
+        )
 
     def annotate(self, stamps: np.ndarray) -> list[Annotation]:
         """Annotations for stamps on the network grid: what ``classify`` returns."""

@@ -7,7 +7,11 @@ go into the bundle (``classifiers/morphology/ood.py`` computes the distances at 
 The thresholds are chosen together on calibration data that training never saw: the
 in-family validation set plus a whole held-out family (``families.CALIBRATION_MIX``), never
 a set the study reports as a test. Among pairs (entropy threshold, distance threshold), the
-one that keeps the most alerts unflagged while the unflagged ones reach the target accuracy.
+one that keeps the most alerts unflagged while the unflagged ones reach the target accuracy,
+with the distance threshold no higher than a quantile of the in-family validation distances
+(``TrainConfig.ood_quantile``, 0.95: the usual operating point of an OOD detector, one
+in-family alert in twenty called unusual). Without that cap a calibration family the model
+has learnt well lets the search open the distance threshold until nothing far is flagged.
 """
 
 from __future__ import annotations
@@ -39,16 +43,22 @@ def distances(features: np.ndarray, means: np.ndarray, precision: np.ndarray) ->
 
 
 def choose_thresholds(
-    entropy: np.ndarray, distance: np.ndarray, correct: np.ndarray, target: float
+    entropy: np.ndarray,
+    distance: np.ndarray,
+    correct: np.ndarray,
+    target: float,
+    max_distance: float = np.inf,
 ) -> tuple[float, float, float]:
     """(entropy threshold, distance threshold, coverage): the pair that leaves the most
     alerts unflagged (entropy <= t_h and distance <= t_d) while those reach ``target``
-    accuracy. Distance candidates are quantiles of ``distance``; for each, the entropy
-    threshold is the largest that keeps the target on what the distance accepted."""
+    accuracy. Distance candidates are quantiles of ``distance``, none above
+    ``max_distance``; for each, the entropy threshold is the largest that keeps the target
+    on what the distance accepted."""
     n = len(correct)
-    best = (0.0, float(np.max(distance)) if n else 1.0, 0.0)
+    top = min(float(np.max(distance)) * 1.0001 if n else 1.0, max_distance)
+    best = (0.0, top, 0.0)
     for q in np.linspace(0.5, 1.0, 51):
-        t_d = float(np.quantile(distance, q)) if q < 1 else float(np.max(distance)) * 1.0001
+        t_d = min(float(np.quantile(distance, q)) if q < 1 else top, top)
         kept = distance <= t_d
         if not kept.any():
             continue

@@ -46,9 +46,11 @@ from stampflow.training.morphology.families import (
     BALANCED,
     CALIBRATION_MIX,
     SANITY_KINDS,
+    SIMULATOR_VERSION,
     TEST_MIXES,
     TRAIN_MIX,
     FamilyMix,
+    faint_dust_set,
     sanity_set,
     simulate_mix,
 )
@@ -184,6 +186,7 @@ def _matrix_key(config: StudyConfig) -> dict[str, Any]:
     # The recipes set augmentation and class weighting themselves; their names are labels.
     budget = replace(config.budget, augment=AugmentConfig(), class_weighting=True)
     return {
+        "simulator": SIMULATOR_VERSION,
         "seed": config.seed,
         "sizes": [config.n_test, config.n_out, config.n_sanity],
         "budget": to_dict(budget),
@@ -288,6 +291,8 @@ def study(config: StudyConfig, out: Path) -> Path:
     sanity = _sanity(config)
     evaluations = {name: evaluate(classifier, data, raw) for name, data in sets.items()}
     sanity_evals = {name: evaluate(classifier, data, raw) for name, data in sanity.items()}
+    stress = faint_dust_set(config.n_sanity, config.seed + 20, progress=True)
+    stress_eval = evaluate(classifier, stress, raw)
     out_names = [n for n in sets if n != "own held-out"]
 
     # Figures of the data.
@@ -426,7 +431,11 @@ def study(config: StudyConfig, out: Path) -> Path:
         "- **scene** (`scene.py`, `detector.py`): every family has exposure-based noise "
         "(300-3000 s: Poisson sky/source/dark, read noise, gain) and binaries resolved or not "
         "by separation and distance; `no_gas` spans singles, close and wide binaries and "
-        "triples. `crowded` adds field stars and galaxies at Galactic-plane densities, "
+        "triples. 3-15% of targets (by family) are bright enough to saturate the stars' "
+        "core (F444W peak S/N 2e4-3e5); since 2.1 they are observed as a programme would, "
+        "with the exposure set for the nebula (dust peak S/N 100-3000; 2.0 kept the usual "
+        "6-80 beside the saturated star, now the `faint_dust` stress set). "
+        "`crowded` adds field stars and galaxies at Galactic-plane densities, "
         "companions, sky gradients, saturated NaN cores; `detector` adds cosmic-ray residuals, "
         "snowballs, hot and NaN pixels; `crowded_detector` (held out) has denser fields, every "
         "defect, plus 1/f striping, drizzle-correlated noise and charge bleeding, which no "
@@ -491,6 +500,23 @@ def study(config: StudyConfig, out: Path) -> Path:
     )
     report.table(["set", "images", "no_gas or ambiguous", "flagged"], sanity_rows)
     report.image("gallery_sanity.png", "Sanity-set examples")
+    st = stress_eval.scores
+    right_or_flagged = float(
+        np.mean((stress_eval.predicted == stress.labels) | stress_eval.flagged)
+    )
+    report.text(
+        "**Stress set `faint_dust`**: dusty targets (training families, four classes "
+        "balanced) whose stars saturate (F444W peak S/N 2e4-3e5) beside dust at its usual "
+        "S/N 6-80, a contrast of 250-50,000 that buries the dust under the PSF's wings "
+        "and spikes. Version 2.0 drew every saturated target so and scored 0.33-0.61 on "
+        "them; since 2.1 a saturated target is observed as programmes do, with the "
+        "exposure set for its nebula (dust S/N 100-3000, the stars' core saturated), and "
+        f"this case is a stress set. Of its {st.n} images, {st.accuracy:.0%} are "
+        f"classified right and {st.flagged:.0%} flagged; {right_or_flagged:.0%} are right "
+        f"or flagged; the unflagged are {st.accuracy_unflagged:.0%} right. Such a target "
+        "needs PSF subtraction (a reference star or a PSF model of the visit) before a "
+        "morphology can be read."
+    )
 
     if config.matrix:
         report.heading("The family matrix: what each family of training buys")
@@ -510,7 +536,9 @@ def study(config: StudyConfig, out: Path) -> Path:
             "0.890 / 0.856 with it but without distance dimming. At the shipped budget it "
             "pays: trained without it (same seeds, 12000 images, 10 epochs) the validation "
             "accuracy was 0.948 (0.945 with it) but the held-out airy calibration family fell "
-            "from 0.918 to 0.893, so the shipped model keeps it. Neither estimating the noise "
+            "from 0.918 to 0.893, so the shipped model keeps it. The rest of this paragraph "
+            "was measured on version 2.0's simulator, whose saturated targets all had faint "
+            "dust (the `faint_dust` stress set). Neither estimating the noise "
             "from the stamp's corners (a saturated star inflates a whole-stamp MAD 4-10x), "
             "in preprocessing or in the augmentation, helped saturated targets (0.49-0.53 / "
             "0.26-0.37 on the dev sets). "
@@ -550,7 +578,13 @@ def study(config: StudyConfig, out: Path) -> Path:
         "`weights.safetensors`; both thresholds and the temperature were chosen on the "
         "validation set plus the held-out airy-PSF family, never on a set reported here: "
         "the pair keeping the most alerts unflagged at "
-        f"{training.get('flag_accuracy')} accuracy."
+        f"{training.get('flag_accuracy')} accuracy, with the distance threshold no higher "
+        f"than the {training.get('ood_quantile')} quantile of the in-family validation "
+        "distances (an OOD detector's usual operating point). Without that cap a model that "
+        "has learnt the calibration family well lets the search open the distance threshold "
+        "until nothing far is flagged: trained on 12,000 images with the same recipe, this "
+        "model's uncapped flag marked 11% of the all-held-out set, whose unflagged were 80% "
+        "right (2.0: 30%, 89%)."
         if classifier.ood is not None
         else "This bundle has no OOD statistics: the flag is the entropy's alone."
     )
@@ -607,6 +641,7 @@ def study(config: StudyConfig, out: Path) -> Path:
     summary = {
         "sets": {name: ev.scores.__dict__ for name, ev in evaluations.items()},
         "sanity": {name: ev.scores.__dict__ for name, ev in sanity_evals.items()},
+        "stress_faint_dust": {**stress_eval.scores.__dict__, "right_or_flagged": right_or_flagged},
         "sanity_no_gas_or_flagged": sanity_all,
         "matrix": matrix_rows,
         "minutes": (time.perf_counter() - started) / 60,

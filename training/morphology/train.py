@@ -47,11 +47,11 @@ from stampflow.training.morphology.sim import SimulatedSet
 
 @dataclass(frozen=True)
 class TrainConfig:
-    n_train: int = 12000
+    n_train: int = 24000
     n_val: int = 1500
     n_calibration: int = 1500  # from the held-out calibration family
     n_ood_fit: int = 4000  # training images whose features fit the OOD Gaussians
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
@@ -60,6 +60,7 @@ class TrainConfig:
     class_weighting: bool = True
     distance_temperature: bool = True  # temperature growing with the OOD distance
     flag_accuracy: float = 0.97  # accuracy the unflagged calibration alerts must reach
+    ood_quantile: float = 0.95  # the distance threshold's cap: this in-family quantile
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mix: FamilyMix = TRAIN_MIX
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"sizes, epochs and threads must be positive: {self}")
         if not 0 < self.flag_accuracy <= 1 or self.learning_rate <= 0:
             raise ValueError("flag_accuracy must lie in (0, 1], learning_rate > 0")
+        if not 0.5 <= self.ood_quantile <= 1:
+            raise ValueError(f"ood_quantile must lie in [0.5, 1], got {self.ood_quantile}")
 
 
 @dataclass(frozen=True)
@@ -281,8 +284,9 @@ def calibrate(
     per_alert = temperature + slope * distance / scale
     probabilities = softmax(logits / per_alert[:, None])
     correct = probabilities.argmax(axis=1) == labels
+    cap = float(np.quantile(distance[: len(val_correct)], config.ood_quantile))
     threshold, distance_threshold, coverage = choose_thresholds(
-        normalised_entropy(probabilities), distance, correct, config.flag_accuracy
+        normalised_entropy(probabilities), distance, correct, config.flag_accuracy, cap
     )
     ood = OodModel(OodServing(distance_threshold, means.shape[1]), means, precision)
     slope *= distance_threshold / scale  # per unit of the served score, distance / threshold

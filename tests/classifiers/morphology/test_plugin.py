@@ -13,7 +13,7 @@ from stampflow.classifiers.bundle import BundleError, save_bundle
 from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodServing
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier, MorphologyServing
-from stampflow.classifiers.morphology.preprocess import to_grid
+from stampflow.classifiers.morphology.preprocess import detected, preprocess, to_grid
 from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.errors import PacketError
@@ -225,3 +225,19 @@ def test_ood_arrays_must_match_the_manifest(tmp_path):
     manifest.write_text(json.dumps(data))
     with pytest.raises(BundleError):
         MorphologyClassifier.load(directory)
+
+
+def test_a_stamp_without_a_source_is_flagged_whatever_the_network_says(shipped):
+    """Sky noise with a hot pixel and a cosmic-ray track (each in one band) holds nothing
+    to classify; a faint blob in two bands at one place does."""
+    rng = np.random.default_rng(3)
+    sky = rng.normal(100.0, 1.0, size=(3, 4, 64, 64)).astype(np.float32)
+    sky[0, 2, 10, 40] += 500.0  # a hot pixel
+    sky[1, 0, 30, 5:25] += 80.0  # a cosmic-ray track
+    blob = np.exp(-0.5 * np.hypot(*np.mgrid[-32:32, -32:32]) ** 2 / 2.0**2) * 3.0
+    sky[2, 2:] += blob.astype(np.float32)  # peak S/N 3 per pixel, F356W and F444W
+    found = detected(preprocess(sky))
+    assert found.tolist() == [False, False, True]
+    prediction = shipped.predict(sky)
+    assert shipped.flags(prediction)[:2].all()
+    assert [a.ambiguous for a in shipped.annotate(sky[:2])] == [True, True]

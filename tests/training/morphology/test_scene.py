@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -154,3 +155,23 @@ def test_sanity_sets_are_no_gas_with_their_kind():
         assert all(row["sanity"] == kind for row in data.rows)
     noise = families.sanity_set("pure_noise", 2, 9).images
     assert math.isfinite(float(np.nanmax(noise)))
+
+
+def test_a_saturating_target_is_observed_with_its_dust_well_exposed(monkeypatch):
+    """A target bright enough to saturate comes with its dust at S/N 100-3000 (the exposure
+    set for the nebula) while the stars' core saturates."""
+    always = {k: replace(f, p_saturating_target=1.0) for k, f in scene.SCENE_FAMILIES.items()}
+    monkeypatch.setattr(scene, "SCENE_FAMILIES", always)
+    for seed, cls in enumerate(("spiral", "shell", "bipolar", "irregular")):
+        _, row = families.render_one(cls, "jwst", "clean", "volume", np.random.default_rng(seed))
+        assert row["star_peak_snr"] >= 2e4 and row["n_saturated_px"] > 0
+        assert 100 <= row["snr"] <= 3000
+
+
+def test_faint_dust_stress_set_buries_dusty_targets_beside_saturated_stars():
+    data = families.faint_dust_set(8, 3)
+    assert sim.CLASSES.index("no_gas") not in data.labels
+    assert len(set(data.labels.tolist())) == 4
+    for row in data.rows:
+        assert row["star_peak_snr"] >= 2e4
+        assert families.TRAIN_MIX.snr_range[0] <= row["snr"] <= families.TRAIN_MIX.snr_range[1]

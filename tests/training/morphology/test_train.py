@@ -155,6 +155,13 @@ def test_ood_gaussians_and_joint_thresholds():
     kept = (entropy <= t_entropy) & (distance <= t_distance)
     assert correct[kept].mean() >= 0.99 and coverage == pytest.approx(kept.mean())
     assert t_distance < 5.0 and coverage > 0.85
+    # All correct, so the search alone would open the distance threshold to the maximum;
+    # the cap (an in-family quantile) keeps far inputs flagged.
+    everything = np.ones(1000, bool)
+    _, open_threshold, _ = choose_thresholds(entropy, distance, everything, 0.99)
+    _, capped, coverage = choose_thresholds(entropy, distance, everything, 0.99, 2.5)
+    assert open_threshold >= distance.max() and capped <= 2.5
+    assert coverage == pytest.approx(np.mean(distance <= capped))
 
 
 def test_distance_aware_temperature_softens_far_inputs():
