@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from stampflow.training.calibration import plot_reliability
 from stampflow.training.morphology import figures
 from stampflow.training.morphology.augment import AugmentConfig
 from stampflow.training.morphology.evaluate import (
+    NO_GAS,
     SCORE_HEADER,
     Evaluation,
     evaluate,
@@ -499,10 +501,31 @@ def study(config: StudyConfig, out: Path) -> Path:
         "(clean and detector). All must come out `no_gas` or ambiguous."
     )
     report.table(["set", "images", "no_gas or ambiguous", "flagged"], sanity_rows)
+    misses = [
+        f"{name}: {n} under the {family} PSF"
+        for name, ev in sanity_evals.items()
+        for family, n in Counter(
+            row["psf_family"]
+            for row, miss in zip(
+                sanity[name].rows, (ev.predicted != NO_GAS) & ~ev.flagged, strict=True
+            )
+            if miss
+        ).items()
+    ]
+    report.text(
+        "A stamp with no source seen at one place in two bands (a 3x3 aperture at S/N 5, "
+        "each pixel counted at most at 5: `preprocess.detected`) is flagged whatever the "
+        "network says: there is no morphology to read, and a cosmic ray, snowball or hot "
+        "pixel lands in one band only. Confident gas calls on sanity images: "
+        + ("; ".join(misses) if misses else "none")
+        + "."
+    )
     report.image("gallery_sanity.png", "Sanity-set examples")
     st = stress_eval.scores
-    right_or_flagged = float(
-        np.mean((stress_eval.predicted == stress.labels) | stress_eval.flagged)
+    stress_right = stress_eval.predicted == stress.labels
+    right_or_flagged = float(np.mean(stress_right | stress_eval.flagged))
+    confident_no_gas = float(
+        np.mean((stress_eval.predicted == NO_GAS) & ~stress_eval.flagged & ~stress_right)
     )
     report.text(
         "**Stress set `faint_dust`**: dusty targets (training families, four classes "
@@ -513,7 +536,8 @@ def study(config: StudyConfig, out: Path) -> Path:
         "exposure set for its nebula (dust S/N 100-3000, the stars' core saturated), and "
         f"this case is a stress set. Of its {st.n} images, {st.accuracy:.0%} are "
         f"classified right and {st.flagged:.0%} flagged; {right_or_flagged:.0%} are right "
-        f"or flagged; the unflagged are {st.accuracy_unflagged:.0%} right. Such a target "
+        f"or flagged; the unflagged are {st.accuracy_unflagged:.0%} right, and "
+        f"{confident_no_gas:.0%} of the set is called `no_gas` unflagged. Such a target "
         "needs PSF subtraction (a reference star or a PSF model of the visit) before a "
         "morphology can be read."
     )
@@ -561,7 +585,19 @@ def study(config: StudyConfig, out: Path) -> Path:
             "to choose: own 0.945, psf:jwst 0.920, crowded_detector 0.825 (21% flagged, error "
             "AUROC 0.933; shipped 0.815, 26%, 0.887), particles 0.824, all held out 0.744, "
             "with calibrated ECE 0.03-0.06 against 0.02-0.05: the defect it imitates is "
-            "learnt a little, calibration is lost, and saturated targets stay at 0.29-0.60."
+            "learnt a little, calibration is lost, and saturated targets stay at 0.29-0.60. "
+            "On 2.1's simulator (4000 training images, 6 epochs; dev sets of 800 "
+            "training-mix and 800 airy images, accuracy mix / airy): one extra random draw "
+            "per saturated target, which redraws every training image after it, moved the "
+            "baseline from 0.887 / 0.869 to 0.920 / 0.875, so one dev run cannot resolve a "
+            "few points. Log-normal clumping of the analytic and volume dust (amplitude "
+            "0-1, against the first baseline: 0.870 / 0.838), detector-artefact "
+            "augmentation (against the second: 0.900 / 0.889), a quarter of saturated "
+            "targets beside faint dust in training (0.907 / 0.873) and both (0.886 / 0.853) "
+            "showed no gain beyond that spread; none is shipped. What paid is data: the "
+            "same recipe on 24,000 images for 12 epochs instead of 12,000 for 10 raised "
+            "validation accuracy from 0.971 to 0.981 and the airy calibration family from "
+            "0.944 to 0.952 (own held-out 0.973 -> 0.979, all held out 0.755 -> 0.816)."
         )
         report.image(
             "family_matrix.png", "Accuracy by training recipe (rows) and test set (columns)"
