@@ -36,7 +36,12 @@ from stampflow.classifiers.device import (
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.netconfig import N_BANDS, NetConfig
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodModel, OodServing
-from stampflow.classifiers.morphology.preprocess import detected, preprocess, to_grid
+from stampflow.classifiers.morphology.preprocess import (
+    detected,
+    preprocess,
+    saturated_core,
+    to_grid,
+)
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.errors import PacketError
@@ -77,12 +82,14 @@ class MorphologyServing:
 @dataclass(frozen=True)
 class Prediction:
     """One batch through the network: calibrated probabilities, the OOD score (distance /
-    threshold; zeros without an OOD model) and whether each stamp holds a source at all
-    (``preprocess.detected``)."""
+    threshold; zeros without an OOD model), whether each stamp holds a source at all
+    (``preprocess.detected``) and whether its target's core is saturated at the dust's
+    wavelengths (``preprocess.saturated_core``)."""
 
     probabilities: np.ndarray
     ood_score: np.ndarray
     detected: np.ndarray
+    saturated: np.ndarray
 
     @property
     def entropy(self) -> np.ndarray:
@@ -295,23 +302,31 @@ class MorphologyClassifier:
             temperature = self.temperature + self.serving.temperature_slope * score
             probabilities.append(softmax(np.asarray(logits, np.float64) / temperature[:, None]))
         if not probabilities:
-            return Prediction(np.zeros((0, len(self.labels))), np.zeros(0), np.zeros(0, bool))
+            none = np.zeros(0, bool)
+            return Prediction(np.zeros((0, len(self.labels))), np.zeros(0), none, none)
         p = np.concatenate(probabilities).astype(np.float64)
         ood = np.concatenate(scores) if scores else np.zeros(len(p))
-        return Prediction(p, ood, np.concatenate(found))
+        return Prediction(p, ood, np.concatenate(found), saturated_core(stamps))
 
     def probabilities(self, stamps: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities for (n, 4, 64, 64) stamps on the network grid."""
         return self.predict(stamps, batch_size).probabilities
 
     def flags(self, prediction: Prediction) -> np.ndarray:
-        """The ambiguous flag: near a class boundary, unlike the training data, or no
-        source in the stamp to read a morphology from."""
+        """The ambiguous flag: near a class boundary, unlike the training data, or one of
+        the ``unreadable`` cases."""
         return (
             (prediction.entropy > self.ambiguous_threshold)
             | (prediction.ood_score > 1.0)
-            | ~prediction.detected
+            | self.unreadable(prediction)
         )
+
+    def unreadable(self, prediction: Prediction) -> np.ndarray:
+        """Flagged whatever the scores: no source in the stamp to read a morphology from,
+        or ``no_gas`` called around a star saturated where dust shines (faint dust there
+        hides under the PSF's wings: absence is not established)."""
+        no_gas = prediction.probabilities.argmax(axis=1) == self.labels.index("no_gas")
+        return ~prediction.detected | (no_gas & prediction.saturated)
 
     def annotate(self, stamps: np.ndarray) -> list[Annotation]:
         """Annotations for stamps on the network grid: what ``classify`` returns."""

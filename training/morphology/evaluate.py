@@ -69,9 +69,8 @@ def uncalibrated(classifier: MorphologyClassifier) -> MorphologyClassifier:
 def flag_score(classifier: MorphologyClassifier, prediction: Prediction) -> np.ndarray:
     entropy_part = prediction.entropy / max(classifier.ambiguous_threshold, 1e-9)
     score = np.maximum(entropy_part, prediction.ood_score)
-    # Nothing detected: flagged whatever the scores, so ranked above any of them (finite,
-    # for the AUROC).
-    return np.where(prediction.detected, score, score.max(initial=1.0) + 1.0)
+    # Flagged whatever the scores, so ranked above any of them (finite, for the AUROC).
+    return np.where(classifier.unreadable(prediction), score.max(initial=1.0) + 1.0, score)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ from stampflow.classifiers.bundle import BundleError, save_bundle
 from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodServing
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier, MorphologyServing
-from stampflow.classifiers.morphology.preprocess import detected, preprocess, to_grid
+from stampflow.classifiers.morphology.preprocess import (
+    detected,
+    preprocess,
+    saturated_core,
+    to_grid,
+)
 from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.errors import PacketError
@@ -241,3 +246,21 @@ def test_a_stamp_without_a_source_is_flagged_whatever_the_network_says(shipped):
     prediction = shipped.predict(sky)
     assert shipped.flags(prediction)[:2].all()
     assert [a.ambiguous for a in shipped.annotate(sky[:2])] == [True, True]
+
+
+def test_no_gas_around_a_star_saturated_where_dust_shines_is_flagged(shipped):
+    rng = np.random.default_rng(4)
+    stamps = rng.normal(100.0, 1.0, size=(4, 4, 64, 64)).astype(np.float32)
+    stamps[0, :, rng.uniform(size=(64, 64)) < 0.005] = np.nan  # scattered bad pixels
+    stamps[1, 0, 31:34, 31:34] = np.nan  # saturated in F200W only (a blue star)
+    stamps[2, 3, 30:34, 30:34] = np.nan  # saturated in F444W
+    stamps[3, 2, 31:33, 32:34] = np.nan
+    assert saturated_core(stamps).tolist() == [False, False, True, True]
+    # Dusty targets beside saturated stars, dust at the usual S/N: whatever is called
+    # no_gas is flagged (absence not established), and so is the stress set's bulk.
+    from stampflow.training.morphology.families import faint_dust_set
+
+    data = faint_dust_set(12, 5)
+    prediction = shipped.predict(data.images)
+    no_gas = prediction.probabilities.argmax(1) == CLASSES.index("no_gas")
+    assert prediction.saturated.all() and shipped.flags(prediction)[no_gas].all()
