@@ -10,6 +10,8 @@ either the entropy is above its threshold (near a class boundary) or the penulti
 are far from every class seen in training (``ood.py``: Mahalanobis distance above its
 threshold: an input unlike the training data, however confident the softmax). Both
 thresholds were chosen on held-out families (see ``stampflow.training.morphology.ood``).
+Two rules flag whatever the scores (``unreadable``): no source in the stamp, and ``no_gas``
+around a star saturated where dust shines.
 
 ONNX Runtime's intra-op threads: ``load(threads=...)``, else the environment variable
 ``STAMPFLOW_MORPHOLOGY_THREADS``, else 1 (the daemon runs one batch at a time per process).
