@@ -58,7 +58,7 @@ def choose_thresholds(
     top = min(float(np.max(distance)) * 1.0001 if n else 1.0, max_distance)
     best = (0.0, top, 0.0)
     for q in np.linspace(0.5, 1.0, 51):
-        t_d = min(float(np.quantile(distance, q)) if q < 1 else top, top)
+        t_d = min(float(np.quantile(distance, q)), top)
         kept = distance <= t_d
         if not kept.any():
             continue
