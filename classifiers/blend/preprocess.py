@@ -27,6 +27,7 @@ pickle; they are fitted in ``stampflow.training.blend.fit``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -404,27 +405,36 @@ def crop_moments(features: np.ndarray) -> np.ndarray:
     single star is round-ish, symmetric and concentrated; a companion stretches, skews and
     dilutes it.
     """
-    n, d = features.shape
-    side = int(round(np.sqrt(d)))
-    half = side // 2
     x = features.astype(np.float64)
+    basis = _moment_basis(int(round(np.sqrt(x.shape[1]))))
+    # Every sum is linear in the light, (x - median) * window: one product for all of them,
+    # the central moments from the raw ones about the centre.
+    median = np.median(x, axis=1)
+    sums = x @ basis - median[:, None] * basis.sum(axis=0)
+    total = np.maximum(sums[:, 0], 1e-12)
+    s_x, s_y, s_xx, s_yy, s_x3, s_x4, s_inner = (sums[:, j] / total for j in range(1, 8))
+    cx, cy = s_x, s_y
+    ixx = np.maximum(s_xx - cx**2, 1e-6)
+    iyy = np.maximum(s_yy - cy**2, 1e-6)
+    skew = (s_x3 - 3 * cx * s_xx + 2 * cx**3) / ixx**1.5
+    kurt = (s_x4 - 4 * cx * s_x3 + 6 * cx**2 * s_xx - 3 * cx**4) / ixx**2
+    peak = ((x - median[:, None]) * basis[:, 0]).max(axis=1) / total
+    out = [np.log(ixx), np.log(iyy), (ixx - iyy) / (ixx + iyy), skew, kurt, s_inner, peak, cx]
+    return np.stack(out, axis=1)
+
+
+@functools.cache
+def _moment_basis(side: int) -> np.ndarray:
+    """(side^2, 8) columns: the window times 1, x, y, x^2, y^2, x^3, x^4 and the inner disc."""
+    half = side // 2
     yy, xx = np.mgrid[:side, :side] - half
     xx, yy = xx.ravel().astype(np.float64), yy.ravel().astype(np.float64)
     r2 = xx**2 + yy**2
     window = np.exp(-r2 / (2 * _WINDOW_SIGMA**2))
-    light = (x - np.median(x, axis=1, keepdims=True)) * window
-    total = np.maximum(light.sum(axis=1), 1e-12)
-    cx = (light * xx).sum(axis=1) / total
-    cy = (light * yy).sum(axis=1) / total
-    dx, dy = xx - cx[:, None], yy - cy[:, None]
-    ixx = np.maximum((light * dx**2).sum(axis=1) / total, 1e-6)
-    iyy = np.maximum((light * dy**2).sum(axis=1) / total, 1e-6)
-    skew = (light * dx**3).sum(axis=1) / total / ixx**1.5
-    kurt = (light * dx**4).sum(axis=1) / total / ixx**2
-    inner = (light * (r2 <= _INNER_RADIUS**2)).sum(axis=1) / total
-    peak = light.max(axis=1) / total
-    out = [np.log(ixx), np.log(iyy), (ixx - iyy) / (ixx + iyy), skew, kurt, inner, peak, cx]
-    return np.stack(out, axis=1)
+    columns = [np.ones_like(xx), xx, yy, xx**2, yy**2, xx**3, xx**4, r2 <= _INNER_RADIUS**2]
+    basis = window[:, None] * np.stack(columns, axis=1)
+    basis.flags.writeable = False
+    return basis
 
 
 _MOMENT_CLIP = 6.0  # standardised moments are clipped here so no outlier dominates distances
