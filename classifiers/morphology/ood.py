@@ -58,5 +58,5 @@ class OodModel:
 def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Distance of each row of (n, d) ``features`` to the nearest of the (k, d) ``means``."""
     diff = np.asarray(features, np.float64)[:, None, :] - np.asarray(means, np.float64)[None]
-    squared = np.einsum("nkd,de,nke->nk", diff, np.asarray(precision, np.float64), diff)
+    squared = np.einsum("nkd,nkd->nk", diff @ np.asarray(precision, np.float64), diff)
     return np.sqrt(np.clip(squared, 0, None).min(axis=1))

@@ -14,6 +14,7 @@ that needs tensors converts at its boundary (``torch.from_numpy(preprocess(x))``
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -102,32 +103,35 @@ def fill_bad_pixels(stamps: Any, passes: int = 3) -> np.ndarray:
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
-    """Sum over each pixel's 3x3 neighbourhood in the last two axes, zero outside."""
+    """Sum over each pixel's 3x3 neighbourhood in the last two axes, zero outside: three rows,
+    then three columns of those sums."""
     h, w = a.shape[-2:]
-    padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
-    out = np.zeros_like(a)
-    for dy in range(3):
-        for dx in range(3):
-            out += padded[..., dy : dy + h, dx : dx + w]
-    return out
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    rows = p[..., 0:h, :] + p[..., 1 : h + 1, :] + p[..., 2 : h + 2, :]
+    return rows[..., 0:w] + rows[..., 1 : w + 1] + rows[..., 2 : w + 2]
 
 
 def _sky_and_noise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per band of (..., H, W) images, NaNs ignored: the sky (median) and the noise
     (1.4826 x the median absolute deviation from it), each shaped (..., 1, 1)."""
     sky = _nanmedian(x)[..., None, None]
-    noise = _nanmedian(np.abs(x - sky))[..., None, None] * np.float32(MAD_TO_SIGMA)
+    deviation = np.abs(x - sky)
+    noise = _nanmedian(deviation, in_place=True)[..., None, None] * np.float32(MAD_TO_SIGMA)
     return sky, noise
 
 
-def _nanmedian(x: np.ndarray) -> np.ndarray:
+def _nanmedian(x: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Median over the last two axes ignoring NaNs, the lower middle value of an even count
-    (``torch.nanmedian``'s convention); NaN where every pixel is."""
+    (``torch.nanmedian``'s convention); NaN where every pixel is. ``in_place``: ``x`` (C
+    contiguous) may be reordered, which saves a copy."""
     flat = x.reshape(*x.shape[:-2], -1)
     nan = np.isnan(flat)
     if not nan.any():
         kth = (flat.shape[-1] - 1) // 2
-        return np.partition(flat, kth, axis=-1)[..., kth]
+        if not in_place:
+            return np.partition(flat, kth, axis=-1)[..., kth]
+        flat.partition(kth, axis=-1)
+        return flat[..., kth].copy()
     count = flat.shape[-1] - nan.sum(axis=-1)
     index = np.maximum((count - 1) // 2, 0)[..., None]
     median = np.take_along_axis(np.sort(flat, axis=-1), index, axis=-1)[..., 0]  # NaNs last
@@ -167,8 +171,17 @@ def detected(inputs: np.ndarray, threshold: float = DETECTION_SNR) -> np.ndarray
     z = np.float32(3.0) * np.sinh(np.float32(3.0) * np.asarray(inputs, np.float32))
     z = np.minimum(z, np.float32(threshold))
     aperture_snr = _box3(z) / np.float32(3.0)  # a sum of 9 unit-noise pixels has noise 3
-    second_band = np.partition(aperture_snr, -2, axis=1)[:, -2]  # (n, H, W)
-    return second_band.reshape(len(z), -1).max(axis=1) >= threshold
+    return _second_largest(aperture_snr).reshape(len(z), -1).max(axis=1) >= threshold
+
+
+def _second_largest(a: np.ndarray) -> np.ndarray:
+    """(n, b, ...) -> (n, ...): the second largest of the b values along axis 1, as
+    ``np.partition(a, -2, axis=1)[:, -2]`` gives it: the largest minimum of a pair of them
+    (the top two's minimum is it, every other pair's is no larger), elementwise over whole
+    bands instead of a selection per pixel."""
+    bands = range(a.shape[1])
+    pairs = [np.minimum(a[:, i], a[:, j]) for i in bands for j in bands if i < j]
+    return functools.reduce(np.maximum, pairs)
 
 
 def saturated_core(stamps: np.ndarray, half: int = 3, least: int = 3) -> np.ndarray:
