@@ -1,6 +1,6 @@
 """Throughput against the Kafka floor, CPU, latency, RSS and restart time, in one run.
 
-    .venv/bin/python bench/bench_throughput.py [--quick] [--n 3000] [--pool 1500]
+    .venv/bin/python bench/bench_throughput.py [--quick] [--n 8000] [--pool 1500]
 
 Uses ``KAFKA_BOOTSTRAP`` when set, otherwise starts the local broker from ``deploy/kafka``
 (as ``bench_stream.py``). One synthetic night (``stampflow.training.synth``: 10% multiband,
@@ -17,7 +17,9 @@ its own output (and dead-letter) topic. Rows:
 - ``stampflow run`` with no classifiers, blend, morphology, both, at ``--workers`` 1 and 2.
 
 alerts/s: packets (outputs plus dead letters) between the 5th and the 95th percentile of
-their output timestamps, over that time span (start-up and the tail are left out); CPU
+their output timestamps, over that time span (start-up and the tail are left out; two
+workers need some seconds to load their models and share the partitions, so a row of a few
+thousand packets under-states them: 8,000 by default); CPU
 ms/alert: utime+stime (/proc/<pid>/stat) of the stampflow process tree, and of the broker
 JVM, between the moments the reader saw 5% and 95% of the outputs; peak RSS: VmHWM of each
 worker process. Latency: the both-classifiers daemon fed at fixed rates (150, 333, 1,000
@@ -537,9 +539,9 @@ def restart_row(broker: Broker, packets: list[bytes], work: Path, extra: tuple[s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~2 minute run: fewer rows")
-    parser.add_argument("--n", type=int, help="packets per throughput row (3000; quick 1200)")
+    parser.add_argument("--n", type=int, help="packets per throughput row (8000; quick 1200)")
     parser.add_argument("--pool", type=int, help="distinct packets synthesised (1500; quick 600)")
-    parser.add_argument("--seconds", type=float, help="feed time per latency rate (15; quick 6)")
+    parser.add_argument("--seconds", type=float, help="feed time per latency rate (30; quick 6)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds after a feed ends")
     parser.add_argument(
         "--latency-workers",
@@ -558,9 +560,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.floor_child:
         return floor_child(args)
-    n = args.n or (1200 if args.quick else 3000)
+    n = args.n or (1200 if args.quick else 8000)
     pool = args.pool or (600 if args.quick else 1500)
-    seconds = args.seconds or (6.0 if args.quick else 15.0)
+    seconds = args.seconds or (6.0 if args.quick else 30.0)
     skip = set(filter(None, args.skip.split(",")))
     extra = tuple(args.extra.split())
     rows_wanted = (

@@ -265,6 +265,34 @@ def test_exact_neighbours_match_the_library(plugin, validation):
     assert recall >= 0.999
 
 
+def _brute_force_neighbours(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest by exact squared distance, ties to the lower index."""
+    dist = ((queries[:, None, :] - train[None]) ** 2).sum(axis=-1)
+    return np.stack([np.lexsort((np.arange(len(train)), row))[:k] for row in dist])
+
+
+def test_exact_neighbours_equal_brute_force_on_both_paths():
+    """Queries whose sampled threshold leaves enough candidates, and queries for which it
+    leaves too few (the sampled points sit on the query): the same neighbours as sorting
+    every distance."""
+    from stampflow.classifiers.blend.gp import ExactNeighbours
+
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(4000, 6))
+    index = ExactNeighbours(train, 20)
+    queries = rng.normal(size=(50, 6))
+    np.testing.assert_array_equal(index.query(queries), _brute_force_neighbours(train, queries, 20))
+    # Every sampled point (a stride of the training set) close around one query: the
+    # threshold is so small that too few lie below it, and that query falls back to all.
+    crowded = train.copy()
+    sampled = crowded[:: index.stride]
+    crowded[:: index.stride] = queries[0] + 0.05 * rng.normal(size=sampled.shape)
+    index = ExactNeighbours(crowded, 20)
+    found = index.query(queries[:3])
+    np.testing.assert_array_equal(found, _brute_force_neighbours(crowded, queries[:3], 20))
+    assert set(found[0]) <= set(range(0, len(crowded), index.stride))
+
+
 def test_hnsw_neighbours_when_faiss_is_installed(plugin, validation):
     pytest.importorskip("faiss", reason="faiss-cpu not installed: the exact index serves")
     from stampflow.classifiers.blend.gp import BlendGP
