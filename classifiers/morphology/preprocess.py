@@ -115,23 +115,18 @@ def _sky_and_noise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per band of (..., H, W) images, NaNs ignored: the sky (median) and the noise
     (1.4826 x the median absolute deviation from it), each shaped (..., 1, 1)."""
     sky = _nanmedian(x)[..., None, None]
-    deviation = np.abs(x - sky)
-    noise = _nanmedian(deviation, in_place=True)[..., None, None] * np.float32(MAD_TO_SIGMA)
+    noise = _nanmedian(np.abs(x - sky))[..., None, None] * np.float32(MAD_TO_SIGMA)
     return sky, noise
 
 
-def _nanmedian(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+def _nanmedian(x: np.ndarray) -> np.ndarray:
     """Median over the last two axes ignoring NaNs, the lower middle value of an even count
-    (``torch.nanmedian``'s convention); NaN where every pixel is. ``in_place``: ``x`` (C
-    contiguous) may be reordered, which saves a copy."""
+    (``torch.nanmedian``'s convention); NaN where every pixel is."""
     flat = x.reshape(*x.shape[:-2], -1)
     nan = np.isnan(flat)
     if not nan.any():
         kth = (flat.shape[-1] - 1) // 2
-        if not in_place:
-            return np.partition(flat, kth, axis=-1)[..., kth]
-        flat.partition(kth, axis=-1)
-        return flat[..., kth].copy()
+        return np.partition(flat, kth, axis=-1)[..., kth]
     count = flat.shape[-1] - nan.sum(axis=-1)
     index = np.maximum((count - 1) // 2, 0)[..., None]
     median = np.take_along_axis(np.sort(flat, axis=-1), index, axis=-1)[..., 0]  # NaNs last

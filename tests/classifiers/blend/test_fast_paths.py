@@ -265,6 +265,38 @@ def test_exact_neighbours_match_the_library(plugin, validation):
     assert recall >= 0.999
 
 
+def test_crop_moments_equal_the_per_pixel_sums():
+    """The moments from one product with a fixed basis against the sums written out."""
+    from stampflow.classifiers.blend.preprocess import crop_moments
+
+    _, template, _, _ = ztf_cutouts(np.random.default_rng(8), 300)
+    x = normalise(prepare(template, PreprocessConfig()).crops, PreprocessConfig()).astype(float)
+    side = 21
+    yy, xx = np.mgrid[:side, :side] - side // 2
+    xx, yy = xx.ravel().astype(float), yy.ravel().astype(float)
+    r2 = xx**2 + yy**2
+    light = (x - np.median(x, axis=1, keepdims=True)) * np.exp(-r2 / 18.0)
+    total = light.sum(axis=1)
+    cx, cy = (light * xx).sum(axis=1) / total, (light * yy).sum(axis=1) / total
+    dx, dy = xx - cx[:, None], yy - cy[:, None]
+    ixx, iyy = (light * dx**2).sum(axis=1) / total, (light * dy**2).sum(axis=1) / total
+    reference = np.stack(
+        [
+            np.log(ixx),
+            np.log(iyy),
+            (ixx - iyy) / (ixx + iyy),
+            (light * dx**3).sum(axis=1) / total / ixx**1.5,
+            (light * dx**4).sum(axis=1) / total / ixx**2,
+            (light * (r2 <= 4.0)).sum(axis=1) / total,
+            light.max(axis=1) / total,
+            cx,
+        ],
+        axis=1,
+    )
+    assert (total > 1e-3).all() and (ixx > 1e-3).all()  # no floor is in play here
+    np.testing.assert_allclose(crop_moments(x), reference, rtol=1e-7, atol=1e-9)
+
+
 def _brute_force_neighbours(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """The k nearest by exact squared distance, ties to the lower index."""
     dist = ((queries[:, None, :] - train[None]) ** 2).sum(axis=-1)

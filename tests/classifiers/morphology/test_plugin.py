@@ -150,6 +150,32 @@ def test_to_grid_block_averages_crops_and_pads():
         to_grid(fine, 0.0)
 
 
+def test_detection_equals_its_reference_per_pixel_selection():
+    """``detected`` (separable box sums, the second band from pairwise minima) against the
+    plain computation: a 3x3 convolution and ``np.partition`` across bands per pixel."""
+    from scipy import ndimage
+
+    from stampflow.classifiers.morphology.preprocess import _box3, _second_largest
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(40, 4, 16, 16)).astype(np.float32)
+    box = ndimage.convolve(z, np.ones((1, 1, 3, 3), np.float32), mode="constant")
+    np.testing.assert_allclose(_box3(z), box, rtol=1e-5, atol=1e-5)
+    ties = rng.integers(0, 3, size=(40, 4, 8, 8)).astype(np.float32)
+    for a in (z, ties, z[:, :2], z[:, :3]):
+        np.testing.assert_array_equal(_second_largest(a), np.partition(a, -2, axis=1)[:, -2])
+    # Sources in two bands, one band, or none: the reference rule decides the same.
+    stamps = rng.normal(size=(60, 4, 64, 64)).astype(np.float32)
+    stamps[:20, :2, 30:33, 30:33] += 8.0
+    stamps[20:40, 1, 30:33, 30:33] += 50.0
+    inputs = preprocess(stamps)
+    snr = np.minimum(3.0 * np.sinh(3.0 * inputs), 5.0)
+    aperture = ndimage.convolve(snr, np.ones((1, 1, 3, 3)), mode="constant") / 3.0
+    reference = np.partition(aperture, -2, axis=1)[:, -2].reshape(60, -1).max(axis=1) >= 5.0
+    np.testing.assert_array_equal(detected(inputs), reference)
+    assert reference[:20].all() and not reference[20:].any()
+
+
 @pytest.fixture()
 def tiny_bundle(tmp_path):
     config = NetConfig(stem=4, stages=(8,))
