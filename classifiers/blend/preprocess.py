@@ -409,8 +409,8 @@ def crop_moments(features: np.ndarray) -> np.ndarray:
     basis = _moment_basis(int(round(np.sqrt(x.shape[1]))))
     # Every sum is linear in the light, (x - median) * window: one product for all of them,
     # the central moments from the raw ones about the centre.
-    median = np.median(x, axis=1)
-    sums = x @ basis - median[:, None] * basis.sum(axis=0)
+    above_sky = x - np.median(x, axis=1, keepdims=True)
+    sums = above_sky @ basis
     total = np.maximum(sums[:, 0], 1e-12)
     s_x, s_y, s_xx, s_yy, s_x3, s_x4, s_inner = (sums[:, j] / total for j in range(1, 8))
     cx, cy = s_x, s_y
@@ -418,7 +418,7 @@ def crop_moments(features: np.ndarray) -> np.ndarray:
     iyy = np.maximum(s_yy - cy**2, 1e-6)
     skew = (s_x3 - 3 * cx * s_xx + 2 * cx**3) / ixx**1.5
     kurt = (s_x4 - 4 * cx * s_x3 + 6 * cx**2 * s_xx - 3 * cx**4) / ixx**2
-    peak = ((x - median[:, None]) * basis[:, 0]).max(axis=1) / total
+    peak = (above_sky * basis[:, 0]).max(axis=1) / total
     out = [np.log(ixx), np.log(iyy), (ixx - iyy) / (ixx + iyy), skew, kurt, s_inner, peak, cx]
     return np.stack(out, axis=1)
 
