@@ -129,6 +129,8 @@ class ExactNeighbours:
         rows, cols = np.nonzero(approx < limit[:, None])
         counts = np.bincount(rows, minlength=n)
         cand = np.empty((n, spare), dtype=np.intp)
+        # A query with too few below the threshold is partitioned on its own: taking all
+        # its points into the common (n, width) table would make every row that wide.
         few = counts < spare
         if few.any():
             cand[few] = np.argpartition(approx[few], spare - 1, axis=1)[:, :spare]
