@@ -412,8 +412,7 @@ def crop_moments(features: np.ndarray) -> np.ndarray:
     above_sky = x - np.median(x, axis=1, keepdims=True)
     sums = above_sky @ basis
     total = np.maximum(sums[:, 0], 1e-12)
-    s_x, s_y, s_xx, s_yy, s_x3, s_x4, s_inner = (sums[:, j] / total for j in range(1, 8))
-    cx, cy = s_x, s_y
+    cx, cy, s_xx, s_yy, s_x3, s_x4, s_inner = (sums[:, j] / total for j in range(1, 8))
     ixx = np.maximum(s_xx - cx**2, 1e-6)
     iyy = np.maximum(s_yy - cy**2, 1e-6)
     skew = (s_x3 - 3 * cx * s_xx + 2 * cx**3) / ixx**1.5
