@@ -6,7 +6,9 @@ module exposes the same names for every model:
 - ``TRAIN_PRESETS`` / ``STUDY_PRESETS``: named frozen configs (at least ``default``);
 - ``train(config) -> trained``, ``save(trained, out) -> Path`` (a bundle directory) and
   ``summary(trained) -> dict`` (what this command prints);
-- ``study(config, out) -> Path`` (the Markdown report it wrote, figures beside it).
+- ``study(config, out) -> Path`` (the Markdown report it wrote, figures beside it);
+- optionally ``recalibrate(bundle_dir, config) -> trained``: the bundle's trained weights
+  calibrated as ``train(config)`` would calibrate them (``stampflow train --weights``).
 
 Options are the same for every model: ``--preset``, ``--seed``, ``--threads``, ``--out`` and
 ``--set KEY=VALUE`` for any config field (dotted for nested ones). The default output is
@@ -33,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, help="output directory (default runs/<job>-<model>)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="train: keep the network of this bundle (trained with the same config) and "
+        "only calibrate it again, e.g. after a change of views (models with recalibrate)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -64,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     _threads(args.threads)
     out = args.out or Path("runs") / f"{args.command}-{args.model}"
     if args.command == "train":
-        trained = jobs.train(config)
+        weights = getattr(args, "weights", None)
+        if weights is not None and not hasattr(jobs, "recalibrate"):
+            raise SystemExit(f"stampflow train {args.model}: --weights is not supported")
+        trained = jobs.recalibrate(weights, config) if weights else jobs.train(config)
         path = jobs.save(trained, out)
         print(json.dumps({"bundle": str(path), **jobs.summary(trained)}, indent=2, default=str))
     else:

@@ -4,7 +4,8 @@ Applies to alerts carrying the ``cutoutMultiband`` extension with the four NIRCa
 the network was trained on. Each stamp is brought to the network's grid (``preprocess``),
 the batch runs through the CNN at once (the bundle's ``model.onnx`` on ONNX Runtime: its CPU
 provider, or CUDA with ``device``, see ``stampflow.classifiers.device``; serving never
-imports torch), and the temperature-scaled probabilities give the
+imports torch), its outputs averaged over the stamp's quarter turns and flips as the bundle
+says (``views.py``), and the temperature-scaled probabilities give the
 label and the uncertainty (entropy normalised to [0, 1]). The ambiguous flag rises when
 either the entropy is above its threshold (near a class boundary) or the penultimate features
 are far from every class seen in training (``ood.py``: Mahalanobis distance above its
@@ -45,6 +46,7 @@ from stampflow.classifiers.morphology.preprocess import (
     to_grid,
 )
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
+from stampflow.classifiers.morphology.views import VIEWS, averaged
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.errors import PacketError
 
@@ -65,8 +67,13 @@ class MorphologyServing:
     # threshold) as temperature + temperature_slope * s, so inputs unlike the training data
     # get softer probabilities; 0 without an OOD model.
     temperature_slope: float = 0.0
+    # The network's outputs are averaged over this many quarter turns and flips of each
+    # stamp (``views.py``); the temperature and thresholds were fitted on those averages.
+    views: int = 1
 
     def __post_init__(self) -> None:
+        if self.views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {self.views}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.temperature_slope < 0 or (self.temperature_slope and self.ood is None):
@@ -291,12 +298,14 @@ class MorphologyClassifier:
             raise PacketError("bad_stamp", f"{who}: {exc}", field=SPEC.cutout) from exc
 
     def predict(self, stamps: np.ndarray, batch_size: int = 256) -> Prediction:
-        """Probabilities and OOD scores for (n, 4, 64, 64) stamps, one network pass."""
+        """Probabilities and OOD scores for (n, 4, 64, 64) stamps: one network call per
+        batch, all of its views at once."""
         probabilities, scores, found = [], [], []
-        for start in range(0, len(stamps), batch_size):
-            x = preprocess(stamps[start : start + batch_size])
+        step = max(1, batch_size // self.serving.views)  # the network sees every view at once
+        for start in range(0, len(stamps), step):
+            x = preprocess(stamps[start : start + step])
             found.append(detected(x))
-            features, logits = self.model.run(x)
+            features, logits = averaged(self.model.run, x, self.serving.views)
             score = np.zeros(len(logits))
             if self.ood is not None:
                 score = self.ood.score(features)

@@ -229,13 +229,15 @@ def simulate_mix(
     *,
     progress: bool = False,
     desc: str = "simulating",
+    first: int | None = None,
 ) -> SimulatedSet:
-    """``n`` labelled images from ``mix``, reproducibly from ``seed``."""
+    """``n`` labelled images from ``mix``, reproducibly from ``seed``; with ``first``, only
+    the first ``first`` of them (the same images the whole set starts with)."""
     rng = np.random.default_rng(seed)
-    labels = draw_labels(rng, n, mix.balance)
-    images = np.empty((n, len(FILTERS), GRID, GRID), dtype=np.float32)
+    labels = draw_labels(rng, n, mix.balance)[: n if first is None else min(first, n)]
+    images = np.empty((len(labels), len(FILTERS), GRID, GRID), dtype=np.float32)
     rows: list[dict[str, Any]] = []
-    for i in tqdm(range(n), desc=desc, unit="img", disable=not progress):
+    for i in tqdm(range(len(labels)), desc=desc, unit="img", disable=not progress):
         images[i], row = render_one(CLASSES[labels[i]], *draw_families(mix, rng), rng, mix)
         rows.append(row)
     return SimulatedSet(images=images, labels=labels.astype(np.int64), rows=rows)

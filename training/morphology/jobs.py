@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from stampflow.training.morphology.study import StudyConfig, study
-from stampflow.training.morphology.train import TrainConfig, save, summary, train
+from stampflow.training.morphology.train import TrainConfig, recalibrate, save, summary, train
 
 TRAIN_PRESETS = {
     "default": TrainConfig(),
@@ -17,4 +17,4 @@ STUDY_PRESETS = {
     ),
 }
 
-__all__ = ["STUDY_PRESETS", "TRAIN_PRESETS", "save", "study", "summary", "train"]
+__all__ = ["STUDY_PRESETS", "TRAIN_PRESETS", "recalibrate", "save", "study", "summary", "train"]

@@ -31,6 +31,7 @@ from sklearn.metrics import confusion_matrix, silhouette_samples, silhouette_sco
 from stampflow.classifiers.morphology import ENTRY
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier
 from stampflow.classifiers.morphology.preprocess import preprocess
+from stampflow.classifiers.morphology.views import averaged
 from stampflow.classifiers.typed import to_dict
 from stampflow.training.calibration import plot_reliability
 from stampflow.training.morphology import figures
@@ -107,8 +108,9 @@ class StudyConfig:
     n_tsne: int = 1200
     matrix: bool = True  # train the family-matrix and ablation models
     budget: TrainConfig = field(
+        # One view: the matrix compares recipes; the shipped views are measured in the headline.
         default_factory=lambda: TrainConfig(
-            n_train=2500, n_val=400, n_calibration=400, n_ood_fit=1500, epochs=5
+            n_train=2500, n_val=400, n_calibration=400, n_ood_fit=1500, epochs=5, views=1
         )
     )
 
@@ -356,7 +358,8 @@ def study(config: StudyConfig, out: Path) -> Path:
     per_set = max(config.n_tsne // len(sets), 10)
     feats, labels, groups = [], [], []
     for g, data in enumerate(sets.values()):
-        f, _ = classifier.model.run(preprocess(data.images[:per_set]))  # the served graph
+        x = preprocess(data.images[:per_set])
+        f, _ = averaged(classifier.model.run, x, classifier.serving.views)  # as served
         feats.append(f)
         labels.append(data.labels[:per_set])
         groups.append(np.full(len(f), g))
@@ -620,6 +623,18 @@ def study(config: StudyConfig, out: Path) -> Path:
         "right (2.0: 30%, 89%)."
         if classifier.ood is not None
         else "This bundle has no OOD statistics: the flag is the entropy's alone."
+    )
+    report.text(
+        f"Every stamp is read in {classifier.serving.views} orientation(s) (`serving.views`: "
+        "its quarter turns, and with 8 their mirror images), the features and logits averaged, "
+        "so the call does not depend on how the detector was turned on the sky; the "
+        "temperature and thresholds were fitted on those averages. Version 2.2.0 is the 2.1.0 "
+        "network calibrated again with four views (`stampflow train morphology --weights`), "
+        "chosen on validation (accuracy 0.981 -> 0.987) and the airy calibration family "
+        "(0.952 -> 0.957, calibrated NLL 0.113 -> 0.099; eight views: 0.957, 0.097), never on "
+        "these sets. On them, 2.1.0 with one view scored: own 0.979, psf:jwst 0.975, "
+        "crowded_detector 0.856, particles 0.879 (ECE 0.033), all held out 0.816 (unflagged "
+        "0.866)."
     )
     report.image("risk_coverage.png", "Risk-coverage curves on every set")
     report.image("reliability.png", "Reliability before and after temperature scaling")

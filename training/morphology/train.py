@@ -33,8 +33,9 @@ from stampflow.classifiers.morphology.plugin import (
 )
 from stampflow.classifiers.morphology.preprocess import preprocess
 from stampflow.classifiers.morphology.spec import SPEC
+from stampflow.classifiers.morphology.views import VIEWS, averaged
 from stampflow.training.morphology.augment import AugmentConfig, augment
-from stampflow.training.morphology.export import onnx_bytes
+from stampflow.training.morphology.export import load_net, onnx_bytes
 from stampflow.training.morphology.families import (
     CALIBRATION_MIX,
     TRAIN_MIX,
@@ -61,6 +62,9 @@ class TrainConfig:
     distance_temperature: bool = True  # temperature growing with the OOD distance
     flag_accuracy: float = 0.97  # accuracy the unflagged calibration alerts must reach
     ood_quantile: float = 0.95  # the distance threshold's cap: this in-family quantile
+    # Calibrate and serve on outputs averaged over this many quarter turns and flips
+    # (``classifiers/morphology/views.py``); the network's fit does not depend on it.
+    views: int = 4
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mix: FamilyMix = TRAIN_MIX
@@ -74,6 +78,8 @@ class TrainConfig:
             raise ValueError("flag_accuracy must lie in (0, 1], learning_rate > 0")
         if not 0.5 <= self.ood_quantile <= 1:
             raise ValueError(f"ood_quantile must lie in [0.5, 1], got {self.ood_quantile}")
+        if self.views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {self.views}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class TrainResult:
             self.ambiguous_threshold,
             None if self.ood is None else self.ood.serving,
             self.temperature_slope if self.ood is not None else 0.0,
+            self.config.views,
         )
         return MorphologyClassifier(
             TorchNetwork(self.model), serving, version=SPEC.version, sha256="", ood=self.ood
@@ -109,16 +116,18 @@ def logits_of(model: MorphologyNet, stamps: np.ndarray, batch_size: int = 256) -
 
 
 def features_and_logits(
-    model: MorphologyNet, stamps: np.ndarray, batch_size: int = 256
+    model: MorphologyNet, stamps: np.ndarray, batch_size: int = 256, views: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features and raw logits for (n, 4, 64, 64) stamps, in evaluation mode."""
-    model.eval()
+    """Penultimate features and raw logits for (n, 4, 64, 64) stamps, in evaluation mode,
+    averaged over ``views`` quarter turns and flips as the plugin serves them."""
+    network = TorchNetwork(model)
     features, logits = [], []
-    with torch.no_grad():
-        for start in range(0, len(stamps), batch_size):
-            f = model.features(torch.from_numpy(preprocess(stamps[start : start + batch_size])))
-            features.append(f.numpy())
-            logits.append(model.head(f).numpy())
+    step = max(1, batch_size // views)  # the network sees every view at once
+    for start in range(0, len(stamps), step):
+        x = preprocess(stamps[start : start + step])
+        f, z = averaged(network.run, x, views)
+        features.append(f)
+        logits.append(z)
     if not logits:
         width = model.config.stages[-1]
         return np.zeros((0, width), np.float32), np.zeros((0, model.config.n_classes), np.float32)
@@ -261,15 +270,16 @@ def calibrate(
 ) -> TrainResult:
     """The OOD Gaussians on training features; the (distance-aware) temperature and both
     flag thresholds on ``val_set`` plus ``calibration_set`` (a held-out family)."""
-    val_features, val_logits = features_and_logits(model, val_set.images)
+    views = config.views
+    val_features, val_logits = features_and_logits(model, val_set.images, views=views)
     val_correct = val_logits.argmax(1) == val_set.labels
     features, logits, labels = val_features, val_logits, val_set.labels
     if calibration_set is not None:
-        cal_features, cal_logits = features_and_logits(model, calibration_set.images)
+        cal_features, cal_logits = features_and_logits(model, calibration_set.images, views=views)
         features = np.concatenate([val_features, cal_features])
         logits = np.concatenate([val_logits, cal_logits])
         labels = np.concatenate([val_set.labels, calibration_set.labels])
-    fit_features, _ = features_and_logits(model, train_set.images[: config.n_ood_fit])
+    fit_features, _ = features_and_logits(model, train_set.images[: config.n_ood_fit], views=views)
     means, precision = fit_gaussians(
         fit_features, train_set.labels[: config.n_ood_fit], config.net.n_classes
     )
@@ -305,6 +315,25 @@ def calibrate(
         "n_calibration": len(labels) - len(val_set.labels),
     }
     return TrainResult(config, model, temperature, threshold, metrics, seconds, ood, slope)
+
+
+def recalibrate(directory: Path, config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """The bundle's trained network, calibrated again as ``train`` would calibrate it with
+    ``config`` (its seeds draw the same validation, calibration and OOD-fit images), e.g.
+    for another ``views``. The network's fit does not depend on the calibration, so this
+    gives what ``train(config)`` gives when ``config`` trained the bundle's weights."""
+    torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    model = load_net(Path(directory))
+    ood_fit = simulate_mix(
+        config.n_train, config.seed, config.mix, progress=progress, first=config.n_ood_fit
+    )
+    val_set = simulate_mix(config.n_val, config.seed + 1, config.mix, progress=progress)
+    calibration_set = simulate_mix(
+        config.n_calibration, config.seed + 2, config.calibration, progress=progress
+    )
+    result = calibrate(model, ood_fit, val_set, config, calibration_set)
+    return replace(result, seconds=time.perf_counter() - started)
 
 
 def save(result: TrainResult, out: Path) -> Path:

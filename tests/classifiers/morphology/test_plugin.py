@@ -10,9 +10,18 @@ import pytest
 import torch
 
 from stampflow.classifiers.bundle import BundleError, save_bundle
-from stampflow.classifiers.morphology.net import MorphologyNet, NetConfig, state_to_arrays
+from stampflow.classifiers.morphology.net import (
+    MorphologyNet,
+    NetConfig,
+    TorchNetwork,
+    state_to_arrays,
+)
 from stampflow.classifiers.morphology.ood import MEANS_KEY, PRECISION_KEY, OodServing
-from stampflow.classifiers.morphology.plugin import MorphologyClassifier, MorphologyServing
+from stampflow.classifiers.morphology.plugin import (
+    MorphologyClassifier,
+    MorphologyServing,
+    softmax,
+)
 from stampflow.classifiers.morphology.preprocess import (
     detected,
     preprocess,
@@ -20,6 +29,7 @@ from stampflow.classifiers.morphology.preprocess import (
     to_grid,
 )
 from stampflow.classifiers.morphology.spec import SPEC
+from stampflow.classifiers.morphology.views import views
 from stampflow.schemas.codec import decode_alert
 from stampflow.schemas.errors import PacketError
 from stampflow.schemas.packets import minimal_candidate, write_alert_packet
@@ -290,3 +300,37 @@ def test_no_gas_around_a_star_saturated_where_dust_shines_is_flagged(shipped):
     prediction = shipped.predict(data.images)
     no_gas = prediction.probabilities.argmax(1) == CLASSES.index("no_gas")
     assert prediction.saturated.all() and shipped.flags(prediction)[no_gas].all()
+
+
+def _views_classifier(views: int) -> MorphologyClassifier:
+    config = NetConfig(stem=4, stages=(8,))
+    torch.manual_seed(0)
+    serving = MorphologyServing(SPEC, config, 1.0, ambiguous_threshold=0.5, views=views)
+    return MorphologyClassifier(
+        TorchNetwork(MorphologyNet(config)), serving, version="0.0-test", sha256=""
+    )
+
+
+def test_views_make_the_call_invariant_under_turns_and_flips(held_out):
+    stamps = held_out.images[:6]
+    turned = np.rot90(stamps, 1, axes=(-2, -1))
+    mirrored = stamps[..., ::-1]
+    one, four, eight = (_views_classifier(v) for v in (1, 4, 8))
+    p8 = eight.probabilities(stamps)
+    np.testing.assert_allclose(eight.probabilities(turned), p8, atol=2e-6)
+    np.testing.assert_allclose(eight.probabilities(mirrored), p8, atol=2e-6)
+    np.testing.assert_allclose(four.probabilities(turned), four.probabilities(stamps), atol=2e-6)
+    # One view is one orientation: its answer changes when the stamp turns (an untrained
+    # net is nearly flat, so the change is small, but 50x the tolerance above).
+    assert np.abs(one.probabilities(turned) - one.probabilities(stamps)).max() > 1e-4
+    # Eight views average the one-view answers of the eight orientations (logits, T = 1).
+    x = preprocess(stamps)
+    logits = np.mean([one.model.run(v)[1] for v in views(x, 8).reshape(8, *x.shape)], axis=0)
+    np.testing.assert_allclose(p8, softmax(logits), atol=2e-6)
+
+
+def test_views_outside_the_groups_are_refused():
+    with pytest.raises(ValueError, match="views must be one of"):
+        MorphologyServing(SPEC, NetConfig(), 1.0, ambiguous_threshold=0.5, views=3)
+    with pytest.raises(ValueError, match="views must be one of"):
+        views(np.zeros((1, 4, 8, 8)), 2)

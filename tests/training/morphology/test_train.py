@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from stampflow.classifiers.bundle import sha256_of
+from stampflow.classifiers.morphology.net import state_to_arrays
 from stampflow.classifiers.morphology.plugin import MorphologyClassifier
 from stampflow.classifiers.morphology.spec import SPEC
 from stampflow.training.morphology import sim
@@ -22,8 +25,10 @@ from stampflow.training.morphology.train import (
     choose_ambiguous_threshold,
     fit,
     fit_temperature,
+    recalibrate,
     save,
     softmax,
+    train,
 )
 
 
@@ -57,6 +62,31 @@ def test_tiny_training_run_beats_chance_by_a_wide_margin(tmp_path):
     here = result.classifier().predict(val_set.images[:20])
     there = plugin.predict(val_set.images[:20])
     np.testing.assert_allclose(here.ood_score, there.ood_score, rtol=1e-5)
+
+
+def test_recalibrate_keeps_the_network_and_calibrates_as_training_did(tmp_path):
+    config = TrainConfig(
+        n_train=120, n_val=40, n_calibration=30, n_ood_fit=60, epochs=1, batch_size=32, seed=11
+    )
+    config = replace(config, views=1)
+    trained = train(config, progress=False)
+    out = save(trained, tmp_path / "model")
+    # The same config draws the same validation, calibration and OOD-fit images again (the
+    # OOD fit renders only the training set's first n_ood_fit): the same calibration.
+    again = recalibrate(out, config, progress=False)
+    assert again.temperature == pytest.approx(trained.temperature, rel=1e-6)
+    assert again.ambiguous_threshold == pytest.approx(trained.ambiguous_threshold, rel=1e-6)
+    assert again.ood.serving.threshold == pytest.approx(trained.ood.serving.threshold, rel=1e-6)
+    # Another number of views: the network is the bundle's, the calibration is new and serves.
+    eight = recalibrate(out, replace(config, views=8), progress=False)
+    for name, weights in state_to_arrays(trained.model).items():
+        np.testing.assert_array_equal(state_to_arrays(eight.model)[name], weights)
+    plugin = MorphologyClassifier.load(save(eight, tmp_path / "eight"))
+    assert plugin.serving.views == 8 and plugin.temperature == eight.temperature
+    images = sim.simulate(8, 12).images
+    np.testing.assert_allclose(
+        plugin.probabilities(images), eight.classifier().probabilities(images), atol=1e-5
+    )
 
 
 def test_temperature_scaling_recovers_an_overconfident_temperature():
