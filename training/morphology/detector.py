@@ -15,6 +15,13 @@ subtracted. Then what a calibrated image keeps of the detector:
   as stripes at the detector's angle on the sky;
 - drizzle: resampling onto the output grid with a pixfrac kernel, which correlates the
   noise of neighbouring pixels (and smooths the image a little).
+
+The development family (``dev_defects``) renders the same kinds of defect a third way, so
+that recipes aimed at them can be chosen without the held-out family: a saturated pixel
+keeps the full-well rate (a flat-topped core, not NaN) and its excess charge blooms into
+an exponential halo along one detector axis (``_bloom``); offsets come as a step between
+two readout amplifiers plus a slow drift along the rows (``_amplifier_offsets``); the
+resampling is a bilinear sub-pixel shift (``_resample``).
 """
 
 from __future__ import annotations
@@ -70,6 +77,41 @@ def _bleed(electrons: np.ndarray, full_well: float) -> np.ndarray:
                 left -= room
                 i += direction
     return out
+
+
+def _bloom(electrons: np.ndarray, full_well: float, rng: np.random.Generator) -> np.ndarray:
+    """Clip at the full well; the excess spreads along one axis with an exponential profile
+    (length 2-8 px), a quarter of it into the neighbouring columns."""
+    excess = np.clip(electrons - full_well, 0, None)
+    length = rng.uniform(2.0, 8.0)
+    offsets = np.arange(-24, 25)
+    kernel = np.exp(-np.abs(offsets) / length)
+    kernel[24] = 0.0  # the saturated pixel itself stays at the full well
+    kernel /= kernel.sum()
+    axis = int(rng.integers(0, 2))
+    halo = ndimage.convolve1d(excess, kernel, axis=axis, mode="constant")
+    halo = 0.75 * halo + 0.125 * (np.roll(halo, 1, 1 - axis) + np.roll(halo, -1, 1 - axis))
+    return np.minimum(electrons, full_well) + halo
+
+
+def _amplifier_offsets(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, n) offsets in noise units: a step at a random column between two amplifiers and
+    a cosine drift along the rows."""
+    step = np.where(np.arange(n) < rng.integers(8, n - 8), 0.0, rng.uniform(0.3, 1.5))
+    period = rng.uniform(20.0, 200.0)
+    drift = rng.uniform(0.2, 0.8) * np.cos(2 * math.pi * np.arange(n) / period + rng.uniform(0, 7))
+    return step[None, :] + drift[:, None]
+
+
+def _resample(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bilinear shift by a random sub-pixel offset; an output pixel that takes a quarter
+    or more of its value from a NaN pixel is NaN (so every bad pixel leaves one to four)."""
+    shift = rng.uniform(0.2, 0.8, size=2)
+    missing = np.isnan(image)
+    filled = np.where(missing, np.nanmedian(image), image)
+    out = ndimage.shift(filled, shift, order=1, mode="nearest")
+    moved = ndimage.shift(missing.astype(float), shift, order=1, mode="constant") >= 0.25 - 1e-9
+    return np.where(moved, np.nan, out)
 
 
 def _cosmic_rays(image: np.ndarray, rng: np.random.Generator, n: int, sigma: float) -> None:
@@ -136,6 +178,10 @@ def observe(
         if family.bleed and saturated.any():
             electrons = _bleed(electrons / n_groups, FULL_WELL_E) * n_groups
             saturated = np.zeros_like(saturated)
+        elif family.dev_defects and saturated.any():
+            n_saturated += int(saturated.sum())  # counted here: not NaN below
+            electrons = _bloom(electrons / n_groups, FULL_WELL_E, rng) * n_groups
+            saturated = np.zeros_like(saturated)
         adu = np.round(electrons / GAIN_E_PER_ADU[b])
         image = adu * GAIN_E_PER_ADU[b] / exposure_s / conv - DARK_E_PER_S[b] / conv
         n_saturated += int(saturated.sum())
@@ -143,6 +189,8 @@ def observe(
         if stripes > 0:
             offsets = _one_over_f(size, rng) * stripes * sigma
             image += offsets[:, None] if stripe_axis == 0 else offsets[None, :]
+        if family.dev_defects:
+            image += _amplifier_offsets(size, rng) * sigma
         if b == int(rng.integers(0, 4)) or rng.uniform() < 0.3:  # hits land in some bands
             _cosmic_rays(image, rng, int(rng.integers(*family.cosmic_rays, endpoint=True)), sigma)
             if rng.uniform() < family.p_snowball:
@@ -162,6 +210,8 @@ def observe(
             filled = ndimage.convolve1d(filled, kernel, axis=0, mode="nearest")
             filled = ndimage.convolve1d(filled, kernel, axis=1, mode="nearest")
             out[b] = np.where(missing, np.nan, filled)
+    if family.dev_defects:
+        out = np.stack([_resample(band, rng) for band in out]).astype(np.float32)
     row.update(
         exposure_s=exposure_s,
         n_groups=n_groups,

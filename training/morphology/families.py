@@ -50,6 +50,7 @@ from stampflow.training.morphology.sim import (
 MORPH_FAMILIES = ("analytic", "volume", "particles")
 PSF_FAMILIES = ("gaussian", "airy", "jwst", "jwst_wfe")
 SCENE_FAMILIES = tuple(scene.SCENE_FAMILIES)
+DEV_SCENES = ("dev_detector",)  # for choosing recipes: never trained on, never a test
 BALANCED = (1.0,) * len(CLASSES)
 
 
@@ -95,8 +96,13 @@ TEST_MIXES = {
     ),
 }
 """Out-of-family test sets: each holds out one axis (the last all three at once)."""
+DEV_MIXES = {"scene:dev_detector": replace(TRAIN_MIX, scene=DEV_SCENES, balance=BALANCED)}
+"""Development sets: a third rendering of the detector defects, to choose recipes on."""
 ALL_FAMILIES = FamilyMix(
-    psf=PSF_FAMILIES, scene=SCENE_FAMILIES, morph=MORPH_FAMILIES, balance=TRAIN_MIX.balance
+    psf=PSF_FAMILIES,
+    scene=tuple(s for s in SCENE_FAMILIES if s not in DEV_SCENES),
+    morph=MORPH_FAMILIES,
+    balance=TRAIN_MIX.balance,
 )
 """Every family at once: what ``stampflow synth`` draws its JWST cutouts from."""
 

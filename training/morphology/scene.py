@@ -49,6 +49,9 @@ class SceneFamily:
     one_over_f_sigma: tuple[float, float] = (0.0, 0.0)  # row striping amplitude, in noise
     drizzle: bool = False  # resample with a drizzle kernel: correlated noise
     bleed: bool = False  # saturated charge spills along columns (else NaN cores)
+    # A third rendering of the defects (``detector.py``: flat-topped cores that bloom,
+    # amplifier steps and drift, bilinear resampling), for choosing recipes only.
+    dev_defects: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.p_companion <= 1 or not 0 <= self.p_saturating_target <= 1:
@@ -91,6 +94,23 @@ SCENE_FAMILIES = {
             one_over_f_sigma=(0.2, 1.0),
             drizzle=True,
             bleed=True,
+        ),
+        # A development family, neither trained on nor reported as a test: the crowded
+        # scenes with detector defects made by a third piece of code and other physics than
+        # the held-out family's or the training augmentation's. Recipes that aim at detector
+        # defects are chosen on it (``families.DEV_MIXES``).
+        SceneFamily(
+            "dev_detector",
+            field_star_density=(0.01, 0.12),
+            galaxy_density=(0.005, 0.04),
+            p_companion=0.35,
+            gradient_sigma=(0.0, 4.0),
+            p_saturating_target=0.15,
+            cosmic_rays=(0, 6),
+            p_snowball=0.2,
+            hot_fraction=(0.0005, 0.004),
+            nan_fraction=(0.0005, 0.006),
+            dev_defects=True,
         ),
     )
 }

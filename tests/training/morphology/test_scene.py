@@ -98,6 +98,31 @@ def test_drizzle_correlates_noise_and_striping_adds_row_structure():
     assert row["one_over_f_sigma"] > 0
 
 
+def test_dev_family_renders_defects_its_own_way():
+    # Saturation: a flat-topped finite core (not NaN, not a column trail) with a halo.
+    bloomed, row = _observe("dev_detector", _bright_star())
+    assert row["n_saturated_px"] > 0 and not np.isnan(bloomed[:, 31:33, 31:33]).any()
+    sky = np.nanmedian(bloomed[3])
+    assert np.nanmax(bloomed[3]) > 100 * np.nanstd(bloomed[3][:10, :10])
+    assert (bloomed[3] > sky + 10 * np.nanstd(bloomed[3][:10, :10])).sum() > 4
+    electrons = np.zeros((80, 80))
+    electrons[40, 40] = 5.0
+    halo = detector._bloom(electrons, 1.0, np.random.default_rng(0))
+    assert halo[40, 40] == 1.0 and halo.sum() == pytest.approx(5.0, rel=1e-6)  # charge kept
+    # Offsets: a step between two amplifiers plus a row drift.
+    offsets = detector._amplifier_offsets(64, np.random.default_rng(1))
+    assert np.ptp(offsets[0]) > 0.3 and np.ptp(offsets[:, 0]) > 0.1
+    # Resampling correlates the noise (bilinear weights), keeps NaN pixels NaN.
+    noise = np.random.default_rng(2).normal(size=(64, 64))
+    noise[10, 10] = np.nan
+    shifted = detector._resample(noise, np.random.default_rng(3))
+    assert np.isnan(shifted).sum() >= 1 and _neighbour_correlation(np.nan_to_num(shifted)) > 0.1
+    # Never a training or test family, nor in the synthetic nights' mix.
+    dev = set(families.DEV_SCENES)
+    assert not dev & set(families.TRAIN_MIX.scene) and not dev & set(families.ALL_FAMILIES.scene)
+    assert all(not dev & set(mix.scene) for mix in families.TEST_MIXES.values())
+
+
 @pytest.mark.parametrize("module", [volume, particles])
 @pytest.mark.parametrize("cls", sim.CLASSES)
 def test_other_generators_draw_every_class(module, cls):
