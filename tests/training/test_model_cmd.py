@@ -35,6 +35,16 @@ def test_train_writes_a_bundle_the_registry_serves(tmp_path, capsys):
     assert manifest["serving"]["spec"]["filters"] == list(SPEC.filters)
     plugin = registry.load_classifier("morphology", out)
     assert plugin.sha256 == sha256_of(out / "weights.safetensors")
+    # --weights keeps that network and only calibrates it, here for one view per stamp.
+    again = tmp_path / "one-view"
+    args = ["train", "morphology", *TINY, "--seed", "11", "--set", "views=1"]
+    assert main([*args, "--weights", str(out), "--out", str(again)]) == 0
+    capsys.readouterr()
+    recalibrated = json.loads((again / "manifest.json").read_text())
+    assert recalibrated["serving"]["views"] == 1 and manifest["serving"]["views"] == 4
+    assert (again / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    with pytest.raises(SystemExit, match="--weights is not supported"):
+        main(["train", "blend", "--preset", "small", "--weights", str(out)])
 
 
 def test_the_default_output_never_touches_the_installed_bundle(tmp_path, monkeypatch):
