@@ -46,7 +46,7 @@ from stampflow.classifiers.morphology.preprocess import (
     to_grid,
 )
 from stampflow.classifiers.morphology.spec import SPEC, MorphologySpec
-from stampflow.classifiers.morphology.views import VIEWS, averaged
+from stampflow.classifiers.morphology.views import averaged, check
 from stampflow.schemas.annotation import Annotation
 from stampflow.schemas.errors import PacketError
 
@@ -72,8 +72,7 @@ class MorphologyServing:
     views: int = 1
 
     def __post_init__(self) -> None:
-        if self.views not in VIEWS:
-            raise ValueError(f"views must be one of {VIEWS}, got {self.views}")
+        check(self.views)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.temperature_slope < 0 or (self.temperature_slope and self.ood is None):

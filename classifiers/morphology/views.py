@@ -24,11 +24,16 @@ VIEWS = (1, 4, 8)
 Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+def check(n: int) -> None:
+    """Refuse a number of views that is not one of the groups."""
+    if n not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, got {n}")
+
+
 def views(x: np.ndarray, n: int) -> np.ndarray:
     """(n * len(x), ...) stamps: each of the ``n`` group elements applied to all of ``x``
     (the last two axes are the image), element-major."""
-    if n not in VIEWS:
-        raise ValueError(f"views must be one of {VIEWS}, got {n}")
+    check(n)
     if n == 1:
         return x
     mirrors = (x,) if n == 4 else (x, x[..., ::-1])

@@ -15,7 +15,7 @@ arcmin^2); a 4" stamp then holds up to a few of each.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,26 +58,28 @@ class SceneFamily:
             raise ValueError(f"probabilities must lie in [0, 1]: {self}")
 
 
+_CROWDED = SceneFamily(
+    "crowded",
+    field_star_density=(0.01, 0.12),
+    galaxy_density=(0.005, 0.04),
+    p_companion=0.35,
+    gradient_sigma=(0.0, 4.0),
+    p_saturating_target=0.12,
+)
+_DETECTOR = SceneFamily(
+    "detector",
+    cosmic_rays=(0, 6),
+    p_snowball=0.2,
+    hot_fraction=(0.0005, 0.004),
+    nan_fraction=(0.0005, 0.006),
+    p_saturating_target=0.08,
+)
 SCENE_FAMILIES = {
     f.name: f
     for f in (
         SceneFamily("clean"),
-        SceneFamily(
-            "crowded",
-            field_star_density=(0.01, 0.12),
-            galaxy_density=(0.005, 0.04),
-            p_companion=0.35,
-            gradient_sigma=(0.0, 4.0),
-            p_saturating_target=0.12,
-        ),
-        SceneFamily(
-            "detector",
-            cosmic_rays=(0, 6),
-            p_snowball=0.2,
-            hot_fraction=(0.0005, 0.004),
-            nan_fraction=(0.0005, 0.006),
-            p_saturating_target=0.08,
-        ),
+        _CROWDED,
+        _DETECTOR,
         # Held out: denser fields with every defect at once, plus two the others never
         # show (1/f striping and drizzle-correlated noise) and charge bleeding.
         SceneFamily(
@@ -96,20 +98,18 @@ SCENE_FAMILIES = {
             bleed=True,
         ),
         # A development family, neither trained on nor reported as a test: the crowded
-        # scenes with detector defects made by a third piece of code and other physics than
-        # the held-out family's or the training augmentation's. Recipes that aim at detector
-        # defects are chosen on it (``families.DEV_MIXES``).
-        SceneFamily(
-            "dev_detector",
-            field_star_density=(0.01, 0.12),
-            galaxy_density=(0.005, 0.04),
-            p_companion=0.35,
-            gradient_sigma=(0.0, 4.0),
+        # scenes with the detector family's hits and bad pixels, and defects made by a
+        # third piece of code and other physics than the held-out family's or the training
+        # augmentation's. Recipes that aim at detector defects are chosen on it
+        # (``families.DEV_MIXES``).
+        replace(
+            _CROWDED,
+            name="dev_detector",
             p_saturating_target=0.15,
-            cosmic_rays=(0, 6),
-            p_snowball=0.2,
-            hot_fraction=(0.0005, 0.004),
-            nan_fraction=(0.0005, 0.006),
+            cosmic_rays=_DETECTOR.cosmic_rays,
+            p_snowball=_DETECTOR.p_snowball,
+            hot_fraction=_DETECTOR.hot_fraction,
+            nan_fraction=_DETECTOR.nan_fraction,
             dev_defects=True,
         ),
     )

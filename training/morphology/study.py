@@ -252,8 +252,13 @@ def _mistake_rows(name: str, data: SimulatedSet, ev: Evaluation, limit: int) -> 
     ]
 
 
+def _saturated(row: dict[str, Any]) -> bool:
+    """The target's core saturated (NaN, bled or bloomed)."""
+    return row["star_peak_snr"] > 1e4
+
+
 BREAKDOWN = (
-    ("target star peak S/N > 1e4 (saturated core)", lambda r: r["star_peak_snr"] > 1e4),
+    ("target star peak S/N > 1e4 (saturated core)", _saturated),
     ("target star peak S/N <= 1e4", lambda r: r["star_peak_snr"] <= 1e4),
     ("dust S/N < 15", lambda r: r["cls"] != "no_gas" and r["snr"] < 15),
     ("dust S/N >= 15", lambda r: r["cls"] != "no_gas" and r["snr"] >= 15),
@@ -278,9 +283,9 @@ def _breakdown(
 
 
 def _saturated_accuracy(data: SimulatedSet, ev: Evaluation) -> float:
-    """Accuracy on the images whose target saturated (NaN, bled or bloomed core)."""
-    saturated = np.array([row.get("star_peak_snr", 0) > 1e4 for row in data.rows])
-    return float(np.mean(ev.predicted[saturated] == data.labels[saturated]))
+    """Accuracy on the images whose target saturated."""
+    chosen = np.array([_saturated(row) for row in data.rows])
+    return float(np.mean(ev.predicted[chosen] == data.labels[chosen]))
 
 
 def _fmt(value: Any) -> Any:

@@ -33,7 +33,7 @@ from stampflow.classifiers.morphology.plugin import (
 )
 from stampflow.classifiers.morphology.preprocess import preprocess
 from stampflow.classifiers.morphology.spec import SPEC
-from stampflow.classifiers.morphology.views import VIEWS, averaged
+from stampflow.classifiers.morphology.views import averaged, check
 from stampflow.training.morphology.augment import AugmentConfig, augment
 from stampflow.training.morphology.export import load_net, onnx_bytes
 from stampflow.training.morphology.families import (
@@ -78,8 +78,7 @@ class TrainConfig:
             raise ValueError("flag_accuracy must lie in (0, 1], learning_rate > 0")
         if not 0.5 <= self.ood_quantile <= 1:
             raise ValueError(f"ood_quantile must lie in [0.5, 1], got {self.ood_quantile}")
-        if self.views not in VIEWS:
-            raise ValueError(f"views must be one of {VIEWS}, got {self.views}")
+        check(self.views)
 
 
 @dataclass(frozen=True)
