@@ -51,7 +51,7 @@ from stampflow.classifiers.blend.preprocess import (  # noqa: E402
     normalise,
     prepare,
 )
-from stampflow.training.blend import ceiling, sim, sky  # noqa: E402
+from stampflow.training.blend import binaries, ceiling, sim, sky  # noqa: E402
 from stampflow.training.blend import real as real_data  # noqa: E402
 from stampflow.training.blend.methods import (  # noqa: E402
     MethodResult,
@@ -90,6 +90,7 @@ class StudyConfig:
     n_grid_train: int = 3000  # normalisation x embedding and the CNN baseline
     n_grid_val: int = 1500
     n_ceiling: int = 400  # analytic stamps for the likelihood-ratio observers (half again to fit)
+    n_pairs: int = 3000  # bound and chance pairs each, to train and again to test
     model_dir: str | None = None  # the bundle studied; None: the shipped one
     real_dir: str | None = None  # None: ../shared/alerts/ztf beside the repository
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -161,9 +162,17 @@ def study(config: StudyConfig, out: Path) -> Path:
     grid = _write_grid(report, rng[4], config, prep, test, independent)
     _write_binned(report, test, scored[0].pred, independent, scored[1].pred)
     ceiling_rows = _write_ceiling(report, model, rng[5], config, prep)
-    _write_binaries(report)
+    binary_rows = _write_binaries(report, config)
     _write_discussion(
-        report, summary_at, headline, weak_rows, ood_rows, methods, grid, ceiling_rows
+        report,
+        summary_at,
+        headline,
+        weak_rows,
+        ood_rows,
+        methods,
+        grid,
+        ceiling_rows,
+        binary_rows,
     )
     report.heading("Reproduce")
     report.text(
@@ -178,6 +187,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         "ood": ood_rows,
         "trust": trust,
         "ceiling": ceiling_rows,
+        "binaries": binary_rows,
     }
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return report.write()
@@ -762,17 +772,66 @@ def _write_ceiling(
     return rows
 
 
-def _write_binaries(report: Report) -> None:
+def _write_binaries(report: Report, config: StudyConfig) -> list[list[Any]]:
     report.heading("Bound binaries against chance alignments (extra credit)")
+    seeds = np.random.SeedSequence(config.seed + 1).spawn(2)
+    train, test = (binaries.simulate_pairs(np.random.default_rng(s), config.n_pairs) for s in seeds)
     report.text(
-        "Not attempted in this version: from one template a bound pair and a line-of-sight pair "
-        "at the same separation and flux ratio give the same image. What could tell them "
-        "apart is in the g and r templates together (a bound main-sequence pair follows one "
-        "isochrone: the fainter star is redder by a predictable amount; a chance pair has "
-        "unrelated colours) and in the separation distribution (bound pairs crowd to small "
-        "separations, chance pairs grow linearly with it). A classifier would need both "
-        "bands' templates of the same object, which one alert does not carry."
+        'Resolved pairs in the blend range (0.5-6"), companion fainter in r and brighter '
+        "than r = 21: bound main-sequence binaries (log-normal periods, flat mass ratios, "
+        "one distance) against a primary and an unrelated field star (uniform in area, its own "
+        "distance and dust), each rendered in a g and an r template and measured by PSF "
+        "photometry (`training/blend/binaries.py`). "
+        f"{config.n_pairs} pairs of each class to train gradient boosting, as many to test "
+        "(balanced: chance is 0.5; the real mix depends on the field's star density)."
     )
+    rows = [[s.features, s.accuracy, s.roc_auc] for s in binaries.score(train, test)]
+    report.table(["what the classifier sees", "accuracy", "ROC AUC"], rows)
+    _binaries_figure(report.figure_path("binaries.png"), test)
+    report.image(
+        "binaries.png",
+        "Left: projected separations. Middle: the companion's colour offset against its "
+        "magnitude offset in r, exact photometry (bound pairs follow one main sequence). "
+        "Right: the same from the measured g and r fluxes.",
+    )
+    c = test.columns
+    bound = test.bound == 1
+    report.text(
+        f"From one template the separation does most of the work: bound pairs in this range "
+        f'sit at a median {np.median(c["sep"][bound]):.1f}" against '
+        f'{np.median(c["sep"][~bound]):.1f}" for chance pairs, because resolving a bound '
+        "pair needs a nearby system while chance pairs grow with the area. That is a prior, not "
+        "an identification: at a given separation one template cannot tell them apart (flux "
+        "ratio and brightness alone: the second row). The colours carry the physics: with "
+        "exact photometry they alone separate the classes (last row), but the companion's "
+        'colour measured in 2" seeing is noisy where the pair is close or the companion '
+        "faint, and most of that information is lost (fourth row). A broker can join the g "
+        "and r alerts of one object (two objects among the 109 real ones here have both); "
+        "the proper motions of Gaia, which a bound pair shares, would decide nearby pairs."
+    )
+    return rows
+
+
+def _binaries_figure(path: Path, pairs: binaries.Pairs) -> None:
+    c = pairs.columns
+    bound = pairs.bound == 1
+    measured = 2.5 * np.log10(
+        np.maximum(c["ratio_r"], 1e-3) / np.maximum(c["ratio_g"], 1e-3)
+    )  # companion colour minus primary colour
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    edges = np.linspace(0.5, 6.0, 23)
+    for mask, name, colour in ((~bound, "chance", "tab:orange"), (bound, "bound", "k")):
+        axes[0].hist(c["sep"][mask], edges, histtype="step", label=name, color=colour)
+        for ax, y in ((axes[1], c["true_dcolour"]), (axes[2], measured)):
+            ax.scatter(c["true_dmag_r"][mask], y[mask], s=2, alpha=0.35, label=name, c=colour)
+    axes[0].set(xlabel="separation (arcsec)", ylabel="pairs")
+    axes[1].set(xlabel="r2 - r1 (mag)", ylabel="(g-r)2 - (g-r)1, exact", ylim=(-1.5, 2.5))
+    axes[2].set(xlabel="r2 - r1 (mag)", ylabel="(g-r)2 - (g-r)1, measured", ylim=(-1.5, 2.5))
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _write_discussion(
@@ -784,6 +843,7 @@ def _write_discussion(
     methods: list[list[Any]],
     grids: dict[str, np.ndarray],
     ceiling_rows: list[list[Any]],
+    binary_rows: list[list[Any]],
 ) -> None:
     lines = []
     for m in headline:
@@ -821,6 +881,11 @@ def _write_discussion(
     lines.append(
         f"- Ceiling on analytic stamps, accuracy kept at 20% flagged: known-PSF likelihood ratio "
         f"{known[4]:.3f}, fitted-PSF {fitted[4]:.3f}, shipped model {model_row[4]:.3f}."
+    )
+    lines.append(
+        "- Bound binaries against chance alignments, ROC AUC: "
+        + "; ".join(f"{r[0]} {r[2]:.2f}" for r in binary_rows)
+        + "."
     )
     report.parts.insert(summary_at, "\n## Summary\n\n" + "\n".join(lines) + "\n")
     report.heading("Discussion: can we trust ML classification of blends?")
