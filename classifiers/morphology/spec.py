@@ -26,7 +26,7 @@ class MorphologySpec(ClassifierSpec):
 # Its multiband JWST cutouts ride on ZTF-style packets (``cutoutMultiband``), as today.
 SPEC = MorphologySpec(
     name="morphology",
-    version="2.2.0",
+    version="2.3.0",
     labels=("spiral", "shell", "bipolar", "irregular", "no_gas"),
     surveys=("ztf",),
     cutout="cutoutMultiband",

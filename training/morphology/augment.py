@@ -52,7 +52,8 @@ class AugmentConfig:
     min_exposure_share: float = 0.3
     max_tilt_deg: float = 35.0
     exposure_s: float = 1200.0
-    p_artefacts: float = 0.0  # off in the shipped recipe (the study's ablation text says why)
+    # On in the shipped recipe since 2.3.0 (the study's family-matrix text gives the record).
+    p_artefacts: float = 0.3
     max_stripe_sigma: float = 1.0  # row/column offsets, in units of the pixel noise
     max_bleed_px: int = 16  # trail length out of a saturated core, each way
 

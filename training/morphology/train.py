@@ -56,7 +56,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    seed: int = 5
+    seed: int = 15  # 2.3.0; 2.2.0's network was seed 5 without detector artefacts
     threads: int = 1  # 2 is the most allowed; 1 is faster while the 2 cores are shared
     class_weighting: bool = True
     distance_temperature: bool = True  # temperature growing with the OOD distance
