@@ -31,7 +31,7 @@ class BlendSpec(ClassifierSpec):
 # Rubin blend model (0.2"/px) is a spec of its own, with its own bundle.
 SPEC = BlendSpec(
     name="blend",
-    version="2.2.0",
+    version="2.3.0",
     labels=("single", "blend"),
     surveys=("ztf",),
     cutout="cutoutTemplate",

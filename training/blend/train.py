@@ -52,7 +52,10 @@ class TrainConfig:
     """One training run; its dict is stored in the bundle manifest."""
 
     seed: int = 2024
-    n_train: int = 20_000
+    # 40,000 training stamps: on development draws (seed 99, never the study's), 10k / 20k /
+    # 40k gave the independent generator's ECE 0.029 / 0.025 / 0.019 and accuracy kept at 20%
+    # flagged 0.975 / 0.976 / 0.978 (the training family's 0.950 / 0.958 / 0.960).
+    n_train: int = 40_000
     n_val: int = 5_000
     n_test: int = 5_000
     nn_count: int = 50
