@@ -26,7 +26,9 @@ brightness) and on both bands' (plus each star's colour).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -144,50 +146,57 @@ class Pairs:
         return np.column_stack([self.columns[n] for n in names])
 
 
-def _draw_primaries(
-    rng: np.random.Generator, n: int, c: BinaryConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Primaries in the template magnitude range, by rejection from the field population."""
-    masses, dists = [], []
-    while sum(len(m) for m in masses) < n:
+Rows = dict[str, np.ndarray]  # equal-length columns, one row per star or pair
+
+
+def _collect(n: int, draw: Callable[[], Rows]) -> Rows:
+    """Rejection sampling: call ``draw`` (it returns the rows it accepted) until ``n`` rows
+    are in, and keep the first ``n``."""
+    parts: list[Rows] = []
+    while sum(len(next(iter(p.values()))) for p in parts) < n:
+        parts.append(draw())
+    return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+
+
+def _primaries(rng: np.random.Generator, n: int, c: BinaryConfig) -> Rows:
+    """Primaries (``m1``, ``d1``) in the template magnitude range, from the field population."""
+
+    def draw() -> Rows:
         m, d = _masses(rng, 4 * n, c), _distances(rng, 4 * n, c)
         r = apparent_mags(m, d)["r"]
         keep = (r >= c.primary_mag_r[0]) & (r <= c.primary_mag_r[1])
-        masses.append(m[keep])
-        dists.append(d[keep])
-    return np.concatenate(masses)[:n], np.concatenate(dists)[:n]
+        return {"m1": m[keep], "d1": d[keep]}
+
+    return _collect(n, draw)
 
 
-def _bound(rng: np.random.Generator, n: int, c: BinaryConfig) -> dict[str, np.ndarray]:
-    """Bound pairs whose projected separation falls in the blend range (rejection)."""
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("m1", "m2", "d1", "d2", "sep")}
-    got = 0
-    while got < n:
-        m1, d = _draw_primaries(rng, 8 * n, c)
-        m2 = np.maximum(m1 * rng.uniform(0.1, 1.0, len(m1)), c.mass_range[0])
-        sep = bound_separation(rng, m1 + m2, d)
+def _bound(rng: np.random.Generator, n: int, c: BinaryConfig) -> Rows:
+    """Bound pairs whose projected separation falls in the blend range."""
+
+    def draw() -> Rows:
+        p = _primaries(rng, 8 * n, c)
+        m2 = np.maximum(p["m1"] * rng.uniform(0.1, 1.0, 8 * n), c.mass_range[0])
+        sep = bound_separation(rng, p["m1"] + m2, p["d1"])
         keep = (sep >= c.sep_arcsec[0]) & (sep <= c.sep_arcsec[1])
-        for k, v in zip(out, (m1, m2, d, d, sep), strict=True):
-            out[k].append(v[keep])
-        got += int(keep.sum())
-    return {k: np.concatenate(v)[:n] for k, v in out.items()}
+        rows = {**p, "m2": m2, "d2": p["d1"], "sep": sep}
+        return {k: v[keep] for k, v in rows.items()}
+
+    return _collect(n, draw)
 
 
-def _chance(rng: np.random.Generator, n: int, c: BinaryConfig) -> dict[str, np.ndarray]:
+def _chance(rng: np.random.Generator, n: int, c: BinaryConfig) -> Rows:
     """A primary and an unrelated field star, uniform in area within the blend range."""
-    m1, d1 = _draw_primaries(rng, n, c)
+    p = _primaries(rng, n, c)
     m2, d2 = _masses(rng, n, c), _distances(rng, n, c)
     low, high = c.sep_arcsec
     sep = np.sqrt(rng.uniform(low**2, high**2, n))
-    return {"m1": m1, "m2": m2, "d1": d1, "d2": d2, "sep": sep}
+    return {**p, "m2": m2, "d2": d2, "sep": sep}
 
 
 Fluxes = dict[str, tuple[np.ndarray, np.ndarray]]  # band -> (primary, companion)
 
 
-def photometry(
-    rng: np.random.Generator, pairs: dict[str, np.ndarray], c: BinaryConfig
-) -> tuple[Fluxes, Fluxes]:
+def photometry(rng: np.random.Generator, pairs: Rows, c: BinaryConfig) -> tuple[Fluxes, Fluxes]:
     """Render each pair in g and r and measure both fluxes by linear PSF photometry.
 
     Returns the measured fluxes and the true magnitudes, each {band: (primary, companion)}.
@@ -199,10 +208,11 @@ def photometry(
     y1 = half + rng.uniform(-0.5, 0.5, n)
     x2 = x1 + pairs["sep"] / PIXEL_ARCSEC * np.cos(theta)
     y2 = y1 + pairs["sep"] / PIXEL_ARCSEC * np.sin(theta)
+    primary = apparent_mags(pairs["m1"], pairs["d1"])
+    companion = apparent_mags(pairs["m2"], pairs["d2"])
     measured, true = {}, {}
     for band in BANDS:
-        mag1 = apparent_mags(pairs["m1"], pairs["d1"])[band]
-        mag2 = apparent_mags(pairs["m2"], pairs["d2"])[band]
+        mag1, mag2 = primary[band], companion[band]
         fwhm = rng.uniform(*c.seeing_arcsec[band], n) / PIXEL_ARCSEC
         beta = rng.uniform(*c.moffat_beta, n)
         ones = np.ones(n)
@@ -223,22 +233,27 @@ def photometry(
     return measured, true
 
 
+def _visible(
+    draw: Callable[[np.random.Generator, int, BinaryConfig], Rows],
+    rng: np.random.Generator,
+    n: int,
+    c: BinaryConfig,
+) -> Rows:
+    """``draw``'s pairs whose companion is fainter in r than the primary and brighter than
+    ``c.companion_max_mag_r``."""
+    p = draw(rng, n, c)
+    r1 = apparent_mags(p["m1"], p["d1"])["r"]
+    r2 = apparent_mags(p["m2"], p["d2"])["r"]
+    ok = (r2 >= r1) & (r2 <= c.companion_max_mag_r)
+    return {k: v[ok] for k, v in p.items()}
+
+
 def simulate_pairs(rng: np.random.Generator, n: int, c: BinaryConfig = BinaryConfig()) -> Pairs:
-    """``n`` bound and ``n`` chance pairs, each companion fainter in r than its primary and
-    brighter than ``c.companion_max_mag_r``, rendered and measured in both bands."""
+    """``n`` bound and ``n`` chance pairs (``_visible`` ones), rendered and measured in both
+    bands."""
     parts = []
     for label, draw in ((1, _bound), (0, _chance)):
-        kept: dict[str, list[np.ndarray]] = {}
-        got = 0
-        while got < n:
-            p = draw(rng, n, c)
-            r1 = apparent_mags(p["m1"], p["d1"])["r"]
-            r2 = apparent_mags(p["m2"], p["d2"])["r"]
-            ok = (r2 >= r1) & (r2 <= c.companion_max_mag_r)
-            for k, v in p.items():
-                kept.setdefault(k, []).append(v[ok])
-            got += int(ok.sum())
-        pairs = {k: np.concatenate(v)[:n] for k, v in kept.items()}
+        pairs = _collect(n, partial(_visible, draw, rng, n, c))
         measured, true = photometry(rng, pairs, c)
         (g1, g2), (r1, r2) = measured["g"], measured["r"]
         (tg1, tg2), (tr1, tr2) = true["g"], true["r"]
