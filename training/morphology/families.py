@@ -7,8 +7,9 @@ training and used to test what the model does with images made another way:
 - ``scene``: ``clean`` | ``crowded`` | ``detector`` | ``crowded_detector``
   (``scene.py``, ``detector.py``);
 - ``morph``: ``analytic`` (2D formulae, ``sim.py``) | ``volume`` (3D emissivity integrated
-  along the sight line, ``volume.py``) | ``particles`` (ballistic Monte Carlo,
-  ``particles.py``).
+  along the sight line, ``volume.py``) | ``scattering`` (3D dust that scatters, absorbs and
+  emits: single scattering with optical depth, ``scattering.py``) | ``particles`` (ballistic
+  Monte Carlo, ``particles.py``).
 
 A ``FamilyMix`` lists the allowed families per axis; each image draws one of each. The
 renderer puts the dust and every star and galaxy on an 8" canvas, convolves it with the
@@ -27,7 +28,7 @@ import numpy as np
 from scipy import fft
 from tqdm import tqdm
 
-from stampflow.training.morphology import detector, particles, scene, volume
+from stampflow.training.morphology import detector, particles, scattering, scene, volume
 from stampflow.training.morphology.optics import OpticsConfig, jitter_otf, psf_bank
 from stampflow.training.morphology.sim import (
     CLASSES,
@@ -47,7 +48,7 @@ from stampflow.training.morphology.sim import (
     pixel_noise_mjysr,
 )
 
-MORPH_FAMILIES = ("analytic", "volume", "particles")
+MORPH_FAMILIES = ("analytic", "volume", "scattering", "particles")
 PSF_FAMILIES = ("gaussian", "airy", "jwst", "jwst_wfe")
 SCENE_FAMILIES = tuple(scene.SCENE_FAMILIES)
 DEV_SCENES = ("dev_detector",)  # for choosing recipes: never trained on, never a test
@@ -60,7 +61,7 @@ class FamilyMix:
 
     psf: tuple[str, ...] = ("gaussian", "jwst_wfe")
     scene: tuple[str, ...] = ("clean", "crowded", "detector")
-    morph: tuple[str, ...] = ("analytic", "volume")
+    morph: tuple[str, ...] = ("analytic", "volume", "scattering")
     balance: tuple[float, ...] = (0.30, 0.25, 0.15, 0.10, 0.20)
     snr_range: tuple[float, float] = (6.0, 80.0)
     exposure_s: tuple[float, float] = (300.0, 3000.0)  # log-uniform per image
@@ -84,7 +85,7 @@ class FamilyMix:
 
 
 TRAIN_MIX = FamilyMix()
-"""What the shipped model trains on: two PSF families, three scene families, two generators."""
+"""What the shipped model trains on: two PSF families, three scene families, three generators."""
 CALIBRATION_MIX = replace(TRAIN_MIX, psf=("airy",), balance=BALANCED)
 """Held out of training and used to calibrate the flag (never reported as a test)."""
 TEST_MIXES = {
@@ -117,23 +118,27 @@ def _analytic_dust(p: BinaryParams, rng: np.random.Generator) -> np.ndarray:
     return np.stack([density * _planck_ratio(w, temperature) for w in WAVELENGTH_UM])
 
 
+# The 3D generators: (their shape parameters, their dust per band on the fine grid).
+_GENERATORS = {
+    "volume": (volume.draw_extras, volume.dust_volume),
+    "scattering": (scattering.draw_extras, scattering.dust_scattering),
+    "particles": (particles.draw_extras, particles.dust_particles),
+}
+
+
 def _dust(p: BinaryParams, morph: str, rng: np.random.Generator) -> np.ndarray:
     if p.cls == "no_gas":
         return np.zeros((len(FILTERS), scene.STAMP_FINE, scene.STAMP_FINE))
     if morph == "analytic":
         return _analytic_dust(p, rng)
-    if morph == "volume":
-        return volume.dust_volume(p, rng)
-    return particles.dust_particles(p, rng)
+    return _GENERATORS[morph][1](p, rng)
 
 
 def _params(rng: np.random.Generator, cls: str, morph: str, mix: FamilyMix):
     p = draw_params(rng, cls, SimConfig(snr_range=mix.snr_range))
     if morph != "analytic" and cls != "no_gas":
-        extras = (
-            volume.draw_extras(rng, cls) if morph == "volume" else particles.draw_extras(rng, cls)
-        )
-        # Both 3D generators see every inclination (isotropic); bipolar flows from 25 deg.
+        extras = _GENERATORS[morph][0](rng, cls)
+        # The 3D generators see every inclination (isotropic); bipolar flows from 25 deg.
         low = 25.0 if cls == "bipolar" else 0.0
         inclination = float(np.degrees(np.arccos(rng.uniform(0, math.cos(math.radians(low))))))
         p = replace(p, extras={**p.extras, **extras}, inclination_deg=inclination)
@@ -249,7 +254,7 @@ def simulate_mix(
     return SimulatedSet(images=images, labels=labels.astype(np.int64), rows=rows)
 
 
-SIMULATOR_VERSION = "2.1"  # bump when a change alters what any family draws (caches key on it)
+SIMULATOR_VERSION = "2.2"  # bump when a change alters what any family draws (caches key on it)
 SANITY_KINDS = ("bare_psf", "star_pair", "star_field", "pure_noise")
 
 

@@ -50,6 +50,7 @@ from stampflow.training.morphology.families import (
     CALIBRATION_MIX,
     DEV_MIXES,
     DEV_SCENES,
+    MORPH_FAMILIES,
     SANITY_KINDS,
     SIMULATOR_VERSION,
     TEST_MIXES,
@@ -92,7 +93,8 @@ RECIPES = (
     Recipe("gaussian x clean x analytic (the 1.0 recipe)", LEGACY),
     Recipe("+ jwst_wfe PSF", replace(LEGACY, psf=TRAIN_MIX.psf)),
     Recipe("+ crowded, detector scenes", replace(TRAIN_MIX, morph=("analytic",))),
-    Recipe("+ volume generator (the shipped recipe)", TRAIN_MIX),
+    Recipe("+ volume generator (2.3.0's recipe)", replace(TRAIN_MIX, morph=("analytic", "volume"))),
+    Recipe("+ scattering generator (the shipped recipe)", TRAIN_MIX),
     Recipe("shipped mix, no physics augmentation", TRAIN_MIX, physics=False),
     Recipe("shipped mix, no class weights", TRAIN_MIX, class_weighting=False),
 )
@@ -324,7 +326,7 @@ def study(config: StudyConfig, out: Path) -> Path:
             config.seed + 30 + k,
             replace(TRAIN_MIX, psf=("jwst_wfe",), scene=("clean",), morph=(m,), balance=BALANCED),
         )
-        for k, m in enumerate(("analytic", "volume", "particles"))
+        for k, m in enumerate(MORPH_FAMILIES)
     }
     figures.gallery(by_morph, report.figure_path("gallery_morphology.png"))
     by_scene = {
@@ -444,7 +446,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         f"{', '.join(CALIBRATION_MIX.psf)} | jwst |\n"
         f"| scene + detector | clean, crowded, detector, crowded_detector | "
         f"{', '.join(TRAIN_MIX.scene)} | - | crowded_detector |\n"
-        f"| morphology generator | analytic, volume, particles | {', '.join(TRAIN_MIX.morph)} "
+        f"| morphology generator | {', '.join(MORPH_FAMILIES)} | {', '.join(TRAIN_MIX.morph)} "
         "| - | particles |\n\n"
         "- **PSF** (`optics.py`): `jwst` is Fourier optics on JWST's pupil (18 hexagonal "
         "segments, secondary obscuration, 3 struts), band-integrated over 5 wavelengths, "
@@ -466,13 +468,18 @@ def study(config: StudyConfig, out: Path) -> Path:
         "- **morphology** : `analytic` is the 1.0 generator's 2D formulae; `volume` "
         "ray-marches 3D emissivity (shock-cone pinwheel plumes, nested clumpy ellipsoidal "
         "shells, hourglass lobes with or without a torus and of unequal brightness, 3D "
-        "log-normal turbulence); `particles` (held out) launches 40,000 ballistic tracer "
+        "log-normal turbulence); `scattering` (since 2.4) gives the dust an optical depth: "
+        "single-scattered starlight with a Henyey-Greenstein phase function and thermal "
+        "emission, both extinguished on the way out, with shadowing (Kepler-timed plumes, "
+        "shells with discrete surface clumps and incomplete arcs, cavities carved in an "
+        "envelope with or without an optically thick torus, a hierarchical clump cascade); "
+        "`particles` (held out) launches 40,000 ballistic tracer "
         "particles by each class's physics (Keplerian colliding-wind dust, periodic clumpy "
         "bursts, cone-collimated flows with a Hubble law, a fractal cloud)."
     )
     report.image("psf_families.png", "The PSF families (first bank member, F200W and F444W)")
     report.image(
-        "gallery_morphology.png", "The three morphology generators, jwst_wfe PSF, clean scene"
+        "gallery_morphology.png", "The four morphology generators, jwst_wfe PSF, clean scene"
     )
     report.image(
         "gallery_scene.png", "The scene families (the last for development only), jwst PSF"
@@ -586,7 +593,7 @@ def study(config: StudyConfig, out: Path) -> Path:
             f"shipped model; cached in `{MATRIX_FILE}`, which does not depend on the bundle "
             "studied) trained on growing sets of families, scored on every set. Cells "
             "are accuracy / macro-F1; the last column is the sanity sets' share `no_gas` or "
-            "ambiguous. Rows 4-6 are the ablations on the full mix: physics augmentation "
+            "ambiguous. Rows 5-7 are the ablations on the full mix: physics augmentation "
             "on or off, class weights off. The shipped recipe is chosen on the validation "
             "set and the held-out calibration family, never on these test columns. One seed "
             "per cell: differences of a point or two are noise. Physics augmentation costs "
