@@ -93,8 +93,11 @@ RECIPES = (
     Recipe("gaussian x clean x analytic (the 1.0 recipe)", LEGACY),
     Recipe("+ jwst_wfe PSF", replace(LEGACY, psf=TRAIN_MIX.psf)),
     Recipe("+ crowded, detector scenes", replace(TRAIN_MIX, morph=("analytic",))),
-    Recipe("+ volume generator (2.3.0's recipe)", replace(TRAIN_MIX, morph=("analytic", "volume"))),
-    Recipe("+ scattering generator (the shipped recipe)", TRAIN_MIX),
+    Recipe("+ volume generator (the shipped recipe)", TRAIN_MIX),
+    Recipe(
+        "+ scattering generator (not shipped)",
+        replace(TRAIN_MIX, morph=(*TRAIN_MIX.morph, "scattering")),
+    ),
     Recipe("shipped mix, no physics augmentation", TRAIN_MIX, physics=False),
     Recipe("shipped mix, no class weights", TRAIN_MIX, class_weighting=False),
 )
@@ -447,7 +450,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         f"| scene + detector | clean, crowded, detector, crowded_detector | "
         f"{', '.join(TRAIN_MIX.scene)} | - | crowded_detector |\n"
         f"| morphology generator | {', '.join(MORPH_FAMILIES)} | {', '.join(TRAIN_MIX.morph)} "
-        "| - | particles |\n\n"
+        "| - | particles, scattering |\n\n"
         "- **PSF** (`optics.py`): `jwst` is Fourier optics on JWST's pupil (18 hexagonal "
         "segments, secondary obscuration, 3 struts), band-integrated over 5 wavelengths, "
         "pixel-integrated: core, rings, 6+2 spikes, at 6 roll angles. `jwst_wfe` adds a "
@@ -468,7 +471,7 @@ def study(config: StudyConfig, out: Path) -> Path:
         "- **morphology** : `analytic` is the 1.0 generator's 2D formulae; `volume` "
         "ray-marches 3D emissivity (shock-cone pinwheel plumes, nested clumpy ellipsoidal "
         "shells, hourglass lobes with or without a torus and of unequal brightness, 3D "
-        "log-normal turbulence); `scattering` (since 2.4) gives the dust an optical depth: "
+        "log-normal turbulence); `scattering` (held out) gives the dust an optical depth: "
         "single-scattered starlight with a Henyey-Greenstein phase function and thermal "
         "emission, both extinguished on the way out, with shadowing (Kepler-timed plumes, "
         "shells with discrete surface clumps and incomplete arcs, cavities carved in an "
@@ -593,8 +596,10 @@ def study(config: StudyConfig, out: Path) -> Path:
             f"shipped model; cached in `{MATRIX_FILE}`, which does not depend on the bundle "
             "studied) trained on growing sets of families, scored on every set. Cells "
             "are accuracy / macro-F1; the last column is the sanity sets' share `no_gas` or "
-            "ambiguous. Rows 5-7 are the ablations on the full mix: physics augmentation "
-            "on or off, class weights off. The shipped recipe is chosen on the validation "
+            "ambiguous. Row 5 adds the scattering generator to the shipped mix (its "
+            "`morph:scattering` column is then in family, not a test); rows 4, 6 and 7 are "
+            "the ablations on the shipped mix: physics augmentation on or off, class weights "
+            "off. The shipped recipe is chosen on the validation "
             "set and the held-out calibration family, never on these test columns. One seed "
             "per cell: differences of a point or two are noise. Physics augmentation costs "
             "accuracy at this budget, and did so on dev sets that are not reported here "
@@ -652,7 +657,18 @@ def study(config: StudyConfig, out: Path) -> Path:
             "epochs (35.6 min) gave validation 0.986, calibration family 0.949 and NLL 0.111 "
             "(bounds 0.983, 0.952, 0.095; development family 0.909); calibrating 2.3.0 on "
             "the development family as well (`calibration.scene` + dev_detector) raised the "
-            "calibrated ECE on a fresh development draw from 0.031 to 0.036."
+            "calibrated ECE on a fresh development draw from 0.031 to 0.036. A third "
+            "training generator was tried at the shipped budget, its rule written first: "
+            "`scattering` beside analytic and volume (24,000 images, seed 15, 22.1 min), to "
+            "ship if validation >= 0.977, airy calibration family >= 0.947, NLL <= 0.119 and "
+            ">= 0.900 on the 800 `scene:dev_detector` images of the two old generators "
+            "(2.3.0: 0.910). It gave 0.965, 0.929, 0.173 and 0.894, so it is not shipped. "
+            "On a fresh draw of the three-generator mix (1,500 images, seed 3000, for "
+            "development only) it reached 0.942 on the scattering images, where 2.3.0 "
+            "reaches 0.806, but lost on the other two (analytic 0.976 against 0.990, volume "
+            "0.979 against 0.987): at this budget the third generator takes from the two "
+            "it had. The generator became a second held-out generator instead "
+            "(`morph:scattering`, row 5 above at the matrix budget)."
         )
         report.image(
             "family_matrix.png", "Accuracy by training recipe (rows) and test set (columns)"
