@@ -52,6 +52,7 @@ MORPH_FAMILIES = ("analytic", "volume", "scattering", "particles")
 PSF_FAMILIES = ("gaussian", "airy", "jwst", "jwst_wfe")
 SCENE_FAMILIES = tuple(scene.SCENE_FAMILIES)
 DEV_SCENES = ("dev_detector",)  # for choosing recipes: never trained on, never a test
+DEV_MORPHS = ("scattering",)  # likewise, for recipes aimed at the generator axis
 BALANCED = (1.0,) * len(CLASSES)
 
 
@@ -95,17 +96,18 @@ TEST_MIXES = {
     "all held out": FamilyMix(
         psf=("jwst",), scene=("crowded_detector",), morph=("particles",), balance=BALANCED
     ),
-    "morph:scattering": replace(TRAIN_MIX, morph=("scattering",), balance=BALANCED),
 }
-"""Out-of-family test sets: each holds out one axis (``all held out`` all three at once);
-the generator axis has two held-out generators, written apart from each other and from the
-training ones."""
-DEV_MIXES = {"scene:dev_detector": replace(TRAIN_MIX, scene=DEV_SCENES, balance=BALANCED)}
-"""Development sets: a third rendering of the detector defects, to choose recipes on."""
+"""Out-of-family test sets: each holds out one axis (the last all three at once)."""
+DEV_MIXES = {
+    "scene:dev_detector": replace(TRAIN_MIX, scene=DEV_SCENES, balance=BALANCED),
+    "morph:scattering": replace(TRAIN_MIX, morph=DEV_MORPHS, balance=BALANCED),
+}
+"""Development sets, to choose recipes on: a third rendering of the detector defects, and a
+third generator (written without reading the held-out particle one)."""
 ALL_FAMILIES = FamilyMix(
     psf=PSF_FAMILIES,
     scene=tuple(s for s in SCENE_FAMILIES if s not in DEV_SCENES),
-    morph=MORPH_FAMILIES,
+    morph=tuple(m for m in MORPH_FAMILIES if m not in DEV_MORPHS),
     balance=TRAIN_MIX.balance,
 )
 """Every family at once: what ``stampflow synth`` draws its JWST cutouts from."""

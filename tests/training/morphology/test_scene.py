@@ -118,9 +118,10 @@ def test_dev_family_renders_defects_its_own_way():
     shifted = detector._resample(noise, np.random.default_rng(3))
     assert np.isnan(shifted).sum() >= 1 and _neighbour_correlation(np.nan_to_num(shifted)) > 0.1
     # Never a training or test family, nor in the synthetic nights' mix.
-    dev = set(families.DEV_SCENES)
-    assert not dev & set(families.TRAIN_MIX.scene) and not dev & set(families.ALL_FAMILIES.scene)
-    assert all(not dev & set(mix.scene) for mix in families.TEST_MIXES.values())
+    for axis, dev in (("scene", set(families.DEV_SCENES)), ("morph", set(families.DEV_MORPHS))):
+        assert not dev & set(getattr(families.TRAIN_MIX, axis))
+        assert not dev & set(getattr(families.ALL_FAMILIES, axis))
+        assert all(not dev & set(getattr(mix, axis)) for mix in families.TEST_MIXES.values())
 
 
 @pytest.mark.parametrize("module", [volume, particles])
