@@ -29,6 +29,7 @@ from scipy import fft
 from tqdm import tqdm
 
 from stampflow.training.morphology import detector, particles, scattering, scene, volume
+from stampflow.training.morphology.jitter import DustJitter
 from stampflow.training.morphology.optics import OpticsConfig, jitter_otf, psf_bank
 from stampflow.training.morphology.sim import (
     CLASSES,
@@ -171,8 +172,11 @@ def render_one(
     dust_override: np.ndarray | None = None,
     star_brightness: float | None = None,
     star_config: str | None = None,
+    jitter: DustJitter | None = None,
+    jitter_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One (4, 64, 64) float32 stamp in MJy/sr and its metadata row."""
+    """One (4, 64, 64) float32 stamp in MJy/sr and its metadata row; ``jitter`` redraws the
+    dust's light (``jitter.py``) from its own ``jitter_rng``."""
     family = scene.SCENE_FAMILIES[scene_family]
     p = _params(rng, cls, morph, mix)
     row: dict[str, Any] = p.row()
@@ -180,7 +184,10 @@ def render_one(
     sigma = pixel_noise_mjysr(3, exposure)  # F444W noise per grid pixel: the S/N unit
     c0, c1 = scene.CANVAS // 2 - 64, scene.CANVAS // 2 + 64
     dust = np.zeros((len(FILTERS), scene.CANVAS, scene.CANVAS))
-    dust[:, c0:c1, c0:c1] = _dust(p, morph, rng) if dust_override is None else dust_override
+    fine = _dust(p, morph, rng) if dust_override is None else dust_override
+    if jitter is not None and jitter_rng is not None:
+        fine = jitter.apply(fine, jitter_rng, row)
+    dust[:, c0:c1, c0:c1] = fine
     stars = np.zeros_like(dust)
     dust_snr = p.snr
     if star_brightness is None:
@@ -246,15 +253,27 @@ def simulate_mix(
     progress: bool = False,
     desc: str = "simulating",
     first: int | None = None,
+    jitter: DustJitter = DustJitter(),
 ) -> SimulatedSet:
     """``n`` labelled images from ``mix``, reproducibly from ``seed``; with ``first``, only
-    the first ``first`` of them (the same images the whole set starts with)."""
+    the first ``first`` of them (the same images the whole set starts with). ``jitter``
+    (training sets) redraws the dust's light, from a generator of its own per image; the
+    labels are those drawn without it (the noise draws depend on the pixels, so what is
+    drawn after a redrawn image differs too)."""
     rng = np.random.default_rng(seed)
     labels = draw_labels(rng, n, mix.balance)[: n if first is None else min(first, n)]
     images = np.empty((len(labels), len(FILTERS), GRID, GRID), dtype=np.float32)
     rows: list[dict[str, Any]] = []
     for i in tqdm(range(len(labels)), desc=desc, unit="img", disable=not progress):
-        images[i], row = render_one(CLASSES[labels[i]], *draw_families(mix, rng), rng, mix)
+        jitter_rng = np.random.default_rng([seed, i]) if jitter.p > 0 else None
+        images[i], row = render_one(
+            CLASSES[labels[i]],
+            *draw_families(mix, rng),
+            rng,
+            mix,
+            jitter=jitter,
+            jitter_rng=jitter_rng,
+        )
         rows.append(row)
     return SimulatedSet(images=images, labels=labels.astype(np.int64), rows=rows)
 

@@ -42,6 +42,7 @@ from stampflow.training.morphology.families import (
     FamilyMix,
     simulate_mix,
 )
+from stampflow.training.morphology.jitter import DustJitter
 from stampflow.training.morphology.ood import choose_thresholds, distances, fit_gaussians
 from stampflow.training.morphology.sim import SimulatedSet
 
@@ -67,6 +68,7 @@ class TrainConfig:
     views: int = 4
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    dust_jitter: DustJitter = field(default_factory=DustJitter)  # training images only
     mix: FamilyMix = TRAIN_MIX
     calibration: FamilyMix = CALIBRATION_MIX
 
@@ -200,7 +202,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     ``seed``, ``seed + 1``, ``seed + 2``) and fit the network."""
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    train_set = simulate_mix(config.n_train, config.seed, config.mix, progress=progress)
+    train_set = simulate_mix(
+        config.n_train, config.seed, config.mix, progress=progress, jitter=config.dust_jitter
+    )
     val_set = simulate_mix(config.n_val, config.seed + 1, config.mix, progress=progress)
     calibration_set = simulate_mix(
         config.n_calibration, config.seed + 2, config.calibration, progress=progress
@@ -325,7 +329,12 @@ def recalibrate(directory: Path, config: TrainConfig, *, progress: bool = True) 
     started = time.perf_counter()
     model = load_net(Path(directory))
     ood_fit = simulate_mix(
-        config.n_train, config.seed, config.mix, progress=progress, first=config.n_ood_fit
+        config.n_train,
+        config.seed,
+        config.mix,
+        progress=progress,
+        first=config.n_ood_fit,
+        jitter=config.dust_jitter,
     )
     val_set = simulate_mix(config.n_val, config.seed + 1, config.mix, progress=progress)
     calibration_set = simulate_mix(
