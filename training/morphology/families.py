@@ -278,7 +278,7 @@ def simulate_mix(
     return SimulatedSet(images=images, labels=labels.astype(np.int64), rows=rows)
 
 
-SIMULATOR_VERSION = "2.2"  # bump when a change alters what any family draws (caches key on it)
+SIMULATOR_VERSION = "2.1"  # bump when a change alters what any family draws (caches key on it)
 SANITY_KINDS = ("bare_psf", "star_pair", "star_field", "pure_noise")
 
 
