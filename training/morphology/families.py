@@ -265,7 +265,7 @@ def simulate_mix(
     images = np.empty((len(labels), len(FILTERS), GRID, GRID), dtype=np.float32)
     rows: list[dict[str, Any]] = []
     for i in tqdm(range(len(labels)), desc=desc, unit="img", disable=not progress):
-        jitter_rng = np.random.default_rng([seed, i]) if jitter.p > 0 else None
+        jitter_rng = np.random.default_rng([seed, i]) if jitter.p or jitter.geometry_p else None
         images[i], row = render_one(
             CLASSES[labels[i]],
             *draw_families(mix, rng),

@@ -15,6 +15,19 @@ generator's lighting:
 - colour: the bands scaled by ``exp(tau (lambda - 3.2 um) / 1.2 um)``, a hotter or cooler,
   more or less scattering dust.
 
+The geometry itself varies between generators too: how tightly an arm winds, how thick and
+how far apart shells lie, how round a lobe is, how smooth an edge. With ``geometry_p`` a
+share of the targets' dust is also resampled, all bands alike, before the light is redrawn:
+
+- a radial remap ``r -> r0 (r / r0)**a`` about the star (``a`` in 0.75-1.33): arms wound
+  tighter or looser, shells thinner and closer or thicker and further apart;
+- a projection: one random axis squeezed by ``q`` (0.65-1): a rounder or flatter nebula;
+- a smooth random displacement field (up to 0.08" rms, smoothed at 0.15-0.5"): wavy arms,
+  dented shells, ragged lobes.
+
+None of these turns one class into another: an arm stays an arm, a shell a closed or broken
+ring about the star, two lobes two lobes.
+
 The renderer scales the dust to its drawn S/N after the PSF, so the brightness is redrawn
 only relative to itself. Every drawn value goes into the image's row (``jitter_*``).
 """
@@ -32,25 +45,40 @@ from stampflow.training.morphology.sim import _X, _Y, FINE_SCALE, WAVELENGTH_UM
 
 @dataclass(frozen=True)
 class DustJitter:
-    """``p``: the share of targets with dust that are redrawn (0: off, 2.3.0's training)."""
+    """``p``: the share of targets with dust whose light is redrawn, ``geometry_p`` whose
+    geometry is resampled (both 0: off, 2.3.0's training)."""
 
     p: float = 0.0
+    geometry_p: float = 0.0
+    max_radial_power: float = 1.33
+    min_axis_ratio: float = 0.65
+    max_displacement_arcsec: float = 0.08
+    displacement_scale_arcsec: tuple[float, float] = (0.15, 0.5)
     max_radial_index: float = 0.8
     max_clump_sigma: float = 0.8
     clump_scale_arcsec: tuple[float, float] = (0.05, 0.3)
     colour_sigma: float = 0.4
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"p must be a probability, got {self.p}")
+        if not (0.0 <= self.p <= 1.0 and 0.0 <= self.geometry_p <= 1.0):
+            raise ValueError(f"p and geometry_p must be probabilities, got {self}")
         low, high = self.clump_scale_arcsec
-        if min(self.max_radial_index, self.max_clump_sigma, self.colour_sigma) < 0 or not (
-            0 < low <= high
+        d_low, d_high = self.displacement_scale_arcsec
+        ranges = (self.max_radial_index, self.max_clump_sigma, self.colour_sigma)
+        if (
+            min(*ranges, self.max_displacement_arcsec) < 0
+            or not (0 < low <= high and 0 < d_low <= d_high)
+            or self.max_radial_power < 1
+            or not 0 < self.min_axis_ratio <= 1
         ):
             raise ValueError(f"jitter ranges must be non-negative and ordered: {self}")
 
     def apply(self, dust: np.ndarray, rng: np.random.Generator, row: dict[str, Any]) -> np.ndarray:
-        """``dust`` (4, FINE, FINE) redrawn with probability ``p``; the draws go into ``row``."""
+        """``dust`` (4, FINE, FINE) resampled with probability ``geometry_p``, then its light
+        redrawn with probability ``p``; the draws go into ``row``."""
+        row["jitter_geometry"] = 0.0
+        if self.geometry_p > 0 and dust.any() and rng.uniform() < self.geometry_p:
+            dust = self._resample(dust, rng, row)
         if self.p == 0.0 or not dust.any() or rng.uniform() >= self.p:
             row["jitter"] = 0.0
             return dust
@@ -71,3 +99,39 @@ class DustJitter:
             jitter_colour_tau=tau,
         )
         return dust * weight[None] * colour[:, None, None]
+
+    def _resample(
+        self, dust: np.ndarray, rng: np.random.Generator, row: dict[str, Any]
+    ) -> np.ndarray:
+        """The dust seen through one smooth, centred change of coordinates (``geometry_p``)."""
+        power = float(np.exp(rng.uniform(-1, 1) * np.log(self.max_radial_power)))
+        ratio = float(rng.uniform(self.min_axis_ratio, 1.0))
+        angle = float(rng.uniform(0.0, np.pi))
+        amplitude = float(rng.uniform(0.0, self.max_displacement_arcsec))
+        scale = float(rng.uniform(*self.displacement_scale_arcsec))
+        # Where each output pixel looks in the input: undo the squeeze, then the remap ...
+        u = _X * np.cos(angle) + _Y * np.sin(angle)
+        v = -_X * np.sin(angle) + _Y * np.cos(angle)
+        x = u * np.cos(angle) - v / ratio * np.sin(angle)
+        y = u * np.sin(angle) + v / ratio * np.cos(angle)
+        r = np.maximum(np.hypot(x, y), 1e-6)
+        stretch = 0.5 * (r / 0.5) ** (1.0 / power) / r
+        x, y = x * stretch, y * stretch
+        # ... then wobble it by a smooth random field of the drawn rms.
+        for axis in (x, y):
+            field = ndimage.gaussian_filter(rng.standard_normal(_X.shape), scale / FINE_SCALE)
+            axis += amplitude * field / max(float(field.std()), 1e-12)
+        rows = y / FINE_SCALE + (_X.shape[0] - 1) / 2
+        cols = x / FINE_SCALE + (_X.shape[1] - 1) / 2
+        out = np.stack(
+            [ndimage.map_coordinates(band, [rows, cols], order=1, cval=0.0) for band in dust]
+        )
+        row.update(
+            jitter_geometry=1.0,
+            jitter_radial_power=power,
+            jitter_axis_ratio=ratio,
+            jitter_axis_angle_deg=float(np.degrees(angle)),
+            jitter_displacement_arcsec=amplitude,
+            jitter_displacement_scale_arcsec=scale,
+        )
+        return np.maximum(out, 0.0)
