@@ -42,6 +42,8 @@ from scipy import ndimage
 
 from stampflow.training.morphology.sim import _X, _Y, FINE_SCALE, WAVELENGTH_UM
 
+R0_ARCSEC = 0.5  # the radius both radial changes leave in place
+
 
 @dataclass(frozen=True)
 class DustJitter:
@@ -86,7 +88,7 @@ class DustJitter:
         sigma = float(rng.uniform(0.0, self.max_clump_sigma))
         scale = float(rng.uniform(*self.clump_scale_arcsec))
         tau = float(rng.normal(0.0, self.colour_sigma))
-        radial = np.maximum(np.hypot(_X, _Y), 0.05) / 0.5
+        radial = np.maximum(np.hypot(_X, _Y), 0.05) / R0_ARCSEC
         field = ndimage.gaussian_filter(rng.standard_normal(_X.shape), scale / FINE_SCALE)
         field /= max(float(field.std()), 1e-12)
         weight = radial**gamma * np.exp(sigma * field - 0.5 * sigma**2)
@@ -109,13 +111,12 @@ class DustJitter:
         angle = float(rng.uniform(0.0, np.pi))
         amplitude = float(rng.uniform(0.0, self.max_displacement_arcsec))
         scale = float(rng.uniform(*self.displacement_scale_arcsec))
-        # Where each output pixel looks in the input: undo the squeeze, then the remap ...
-        u = _X * np.cos(angle) + _Y * np.sin(angle)
-        v = -_X * np.sin(angle) + _Y * np.cos(angle)
-        x = u * np.cos(angle) - v / ratio * np.sin(angle)
-        y = u * np.sin(angle) + v / ratio * np.cos(angle)
+        # Where each output pixel looks in the input: undo the squeeze along the unit vector
+        # (-sin, cos), then the remap ...
+        v = (1.0 / ratio - 1.0) * (-_X * np.sin(angle) + _Y * np.cos(angle))
+        x, y = _X - v * np.sin(angle), _Y + v * np.cos(angle)
         r = np.maximum(np.hypot(x, y), 1e-6)
-        stretch = 0.5 * (r / 0.5) ** (1.0 / power) / r
+        stretch = R0_ARCSEC * (r / R0_ARCSEC) ** (1.0 / power) / r
         x, y = x * stretch, y * stretch
         # ... then wobble it by a smooth random field of the drawn rms.
         for axis in (x, y):
